@@ -1,0 +1,146 @@
+"""The `phasebook` command: build | run | check | cite | serve."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import sys
+from pathlib import Path
+
+from phasebook.errors import PhasebookError, suggest
+
+
+def _book(args: argparse.Namespace):
+    from phasebook.config import load_book
+
+    return load_book(args.book)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from phasebook.book.build import build, parse_languages
+
+    book = _book(args)
+    outcomes = build(book, args.profile, parse_languages(book, args.lang))
+    return 1 if any(not o.ok for o in outcomes) else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from phasebook.book.check import notebook_sources
+    from phasebook.book.execute import RunSpec, execute
+    from phasebook.book.params import resolve
+
+    book = _book(args)
+    if args.notebook not in book.notebooks:
+        raise PhasebookError(f"no notebook '{args.notebook}' in book.yml. Notebooks: "
+                             f"{', '.join(book.notebooks)}." + suggest(args.notebook, book.notebooks))
+    if args.lang not in book.languages:
+        raise PhasebookError(f"--lang: '{args.lang}' is not one of {', '.join(book.languages)}.")
+    if args.profile not in book.profiles:
+        raise PhasebookError(f"no profile '{args.profile}'. Profiles: {', '.join(book.profiles)}.")
+    source = notebook_sources(book)[args.notebook]
+    overrides = dict(book.profiles[args.profile].get(args.notebook, {}))
+    cli = dict(args.param or [])
+    params = resolve(source.parameters, overrides | cli, args.notebook, "-p")
+    spec = RunSpec(book, source, args.lang, params)
+    print(f"phasebook: running {spec.label} with parameters {json.dumps(params)}")
+    outcome = execute(spec, force=args.force)
+    figures = sorted((spec.run_dir / "figures").glob("*/*/*.png")) if outcome.good_dir else []
+    print(f"{outcome.status} in {outcome.seconds:.1f}s")
+    if not outcome.ok:
+        print(f"FAILED: {outcome.error} (cell {outcome.cell})\nlog: {outcome.log}\n"
+              + (f"last good result kept in {spec.run_dir}" if outcome.good_dir else ""))
+        return 1
+    print(f"results: {spec.run_dir}\nnotebook: {spec.run_dir / 'notebook.ipynb'}")
+    for fig in figures:
+        print(f"figure: {fig}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from phasebook.book.check import check
+
+    book = _book(args)
+    sources = check(book)
+    params = sum(len(s.parameters) for s in sources.values())
+    print(f"book.yml OK: {len(book.pages)} pages × {len(book.languages)} languages, "
+          f"{len(sources)} notebooks ({params} parameters), profiles: {', '.join(book.profiles)}")
+    return 0
+
+
+def cmd_cite(args: argparse.Namespace) -> int:
+    from phasebook.book.citation import cite
+
+    book = _book(args)
+    figures = book.build_dir / "figures"
+    path = figures / args.figure_id / args.lang / "provenance.json"
+    if not path.is_file():
+        known = sorted(p.name for p in figures.iterdir()) if figures.is_dir() else []
+        hint = (f" Known figures: {', '.join(known)}." + suggest(args.figure_id, known)) if known \
+            else " No figures yet: run `make book` (or `phasebook build`) first."
+        raise PhasebookError(f"no figure '{args.figure_id}' ({args.lang}) in {figures}.{hint}")
+    print(cite(json.loads(path.read_text(encoding="utf-8")), args.format))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    book = _book(args)
+    site = book.build_dir / "site"
+    if not (site / "index.html").is_file():
+        raise PhasebookError(f"no site in {site}: run `make book` first.")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    with http.server.ThreadingHTTPServer((args.host, args.port), handler) as server:
+        print(f"serving {site} at http://{args.host}:{server.server_address[1]}/ (Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="phasebook", description=__doc__)
+    p.add_argument("--book", default=".", help="folder holding book.yml (default: .)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="execute every notebook in every language, render the site")
+    b.add_argument("--profile", default="default", help="parameter profile from book.yml")
+    b.add_argument("--lang", help="comma-separated languages (default: all)")
+    b.set_defaults(func=cmd_build)
+
+    r = sub.add_parser("run", help="rerun one notebook with new parameters")
+    r.add_argument("notebook")
+    r.add_argument("--lang", default="en")
+    r.add_argument("--profile", default="default", help="profile whose values are the start")
+    r.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"))
+    r.add_argument("--force", action="store_true", help="execute even if a cached result exists")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check", help="validate book.yml, pages, notebooks, parameters")
+    c.set_defaults(func=cmd_check)
+
+    ci = sub.add_parser("cite", help="print a figure's citation")
+    ci.add_argument("figure_id")
+    ci.add_argument("--format", choices=("bibtex", "text"), default="bibtex")
+    ci.add_argument("--lang", default="en")
+    ci.set_defaults(func=cmd_cite)
+
+    s = sub.add_parser("serve", help="serve build/site on localhost")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", default="127.0.0.1")
+    s.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PhasebookError as exc:
+        print(f"phasebook {args.command}: error\n{exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

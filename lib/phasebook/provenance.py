@@ -1,0 +1,92 @@
+"""Where a result came from: code version, dependency versions, git commit, hardware, time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.metadata
+import os
+import platform
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _hash_files(files: list[Path], base: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(str(f.relative_to(base)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@cache
+def code_version() -> str:
+    """Hash of the library's source (code, message catalogs, assets): changes when it does."""
+    files = [p for p in PACKAGE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return _hash_files(files, PACKAGE_DIR)[:16]
+
+
+@cache
+def dependency_versions() -> dict[str, str]:
+    """Name -> version of every installed distribution (what actually runs, not what was asked)."""
+    out = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and name.lower() != "phasebook":
+            out[name.lower()] = dist.version
+    return dict(sorted(out.items()))
+
+
+@cache
+def dependency_hash() -> str:
+    blob = "\n".join(f"{k}=={v}" for k, v in dependency_versions().items())
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@cache
+def git_commit() -> str:
+    """HEAD of the repository holding the library, with '-dirty' for uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PACKAGE_DIR, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+    try:
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--", str(PACKAGE_DIR))
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+@cache
+def hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(terse=True),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
