@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import http.server
 import json
 import sys
-from pathlib import Path
 
 from phasebook.errors import PhasebookError, suggest
 
@@ -92,10 +92,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     with http.server.ThreadingHTTPServer((args.host, args.port), handler) as server:
         print(f"serving {site} at http://{args.host}:{server.server_address[1]}/ (Ctrl-C stops)")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

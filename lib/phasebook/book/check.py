@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -38,10 +39,11 @@ def check_notebooks(book: Book, sources: dict[str, NotebookSource]) -> list[Prob
         problems += _errors_of(lambda s=source: s.notebook) or source.problems()
         if found:
             continue
-        for profile, overrides in book.profiles.items():
-            if name in overrides:
-                problems += _errors_of(lambda p=profile, s=source: resolve(
-                    s.parameters, book.profiles[p][name], name, book.where(f"profiles.{p}.{name}")))
+        for profile, notebooks in book.profiles.items():
+            if name in notebooks:
+                where = book.where(f"profiles.{profile}.{name}")
+                problems += _errors_of(functools.partial(
+                    resolve, source.parameters, notebooks[name], name, where))
     return problems
 
 

@@ -73,7 +73,7 @@ class RunOutcome:
     status: str  # "cached", "executed" or "failed"
     seconds: float
     error: str = ""
-    cell: int | None = None
+    cell: int | None = None  # 1-based number of the failing code cell in the source
     log: Path | None = None
 
     @property
@@ -155,7 +155,7 @@ def execute(spec: RunSpec, force: bool = False) -> RunOutcome:
                 parameters=spec.params, kernel_name="python3", progress_bar=False,
                 stdout_file=log, stderr_file=log, cwd=str(spec.book.root), km=km)
         except PapermillExecutionError as exc:
-            cell = _source_cell_index(attempt / "notebook.ipynb", exc.cell_index)
+            cell = _failed_code_cell(attempt / "notebook.ipynb", exc.cell_index)
             error = f"{exc.ename}: {exc.evalue}"
             log.write("\n" + ANSI.sub("", "\n".join(exc.traceback)) + "\n")
         except Exception as exc:  # kernel died, bad notebook, ...: still this run's failure
@@ -184,10 +184,14 @@ def execute(spec: RunSpec, force: bool = False) -> RunOutcome:
     return RunOutcome(spec, "executed", seconds, log=spec.run_dir / "log.txt")
 
 
-def _source_cell_index(executed: Path, index: int | None) -> int | None:
-    """Papermill counts its injected-parameters cell; report the index in the source instead."""
+def _failed_code_cell(executed: Path, index: int | None) -> int | None:
+    """The failing cell as a reader counts it: the N-th code cell of the source notebook.
+
+    Papermill's index also counts prose, its injected-parameters cell and its error markers.
+    """
     if index is None or not executed.is_file():
-        return index
-    cells = nbformat.read(executed, as_version=4).cells
-    injected = sum(1 for c in cells[:index] if "injected-parameters" in c.metadata.get("tags", []))
-    return index - injected
+        return None
+    cells = [c for c in nbformat.read(executed, as_version=4).cells
+             if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]  # added after the run
+    return sum(1 for c in cells[: index + 1] if c.cell_type == "code"
+               and "injected-parameters" not in c.metadata.get("tags", []))

@@ -40,7 +40,7 @@ class NotebookSource:
         try:
             nb = jupytext.reads(self.text, fmt="py:percent")
         except Exception as exc:  # jupytext raises many types; all mean "cannot read"
-            raise PhasebookError([Problem(str(self.path), "", f"cannot read notebook: {exc}")])
+            raise PhasebookError([Problem(str(self.path), "", f"cannot read notebook: {exc}")]) from exc
         nb.metadata["kernelspec"] = dict(KERNELSPEC)
         nb.metadata.pop("jupytext", None)
         return nb

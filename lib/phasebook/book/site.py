@@ -25,10 +25,12 @@ from phasebook.book.execute import RunOutcome
 from phasebook.book.sphinx_ext import LANGUAGE_NAMES
 from phasebook.config import Book
 from phasebook.errors import PhasebookError
+from phasebook.i18n import N_
 from phasebook.i18n import gettext as _
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 SPHINX_LANGUAGE = {"en": "en", "zh": "zh_CN"}
+READ_IN = {"en": N_("Read in English"), "zh": N_("Read in Chinese")}
 WARNING = re.compile(r"(WARNING|ERROR|CRITICAL):")
 
 
@@ -95,7 +97,8 @@ def publish_figures(book: Book, outcomes: list[RunOutcome]) -> Path:
 
 def _failure_cell(outcome: RunOutcome, lang: str) -> nbformat.NotebookNode:
     spec = outcome.spec
-    where = _("in cell {cell}", lang).format(cell=outcome.cell) if outcome.cell is not None else ""
+    where = (_("in code cell {cell}", lang).format(cell=outcome.cell)
+             if outcome.cell is not None else "")
     log = outcome.log.relative_to(spec.book.root) if outcome.log else ""
     shown = (_("Below is the last good result for these parameters.", lang)
              if outcome.good_dir else _("There is no earlier good result to show.", lang))
@@ -117,10 +120,10 @@ def notebook_page(outcome: RunOutcome, lang: str) -> nbformat.NotebookNode:
     good result (or of the partial, failed one when there is none)."""
     folder = outcome.good_dir or outcome.failed_dir
     path = folder / "notebook.ipynb"
-    if path.is_file():
-        nb = nbformat.read(path, as_version=4)
-    else:  # failed before papermill wrote anything
-        nb = outcome.spec.source.for_language(lang)
+    # A run that failed before papermill wrote anything shows the unexecuted source.
+    nb = nbformat.read(path, as_version=4) if path.is_file() else outcome.spec.source.for_language(lang)
+    # Papermill's own red error markers are replaced by the failure box.
+    nb.cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
     if not outcome.ok:
         nb.cells.insert(0, _failure_cell(outcome, lang))
     for i, cell in enumerate(nb.cells):
@@ -158,6 +161,9 @@ def _config(book: Book, lang: str) -> dict:
             "config": {
                 "language": SPHINX_LANGUAGE[lang],
                 "html_search_language": lang,
+                # jieba segments Chinese for search; teach it the book's technical terms.
+                "html_search_options": {"dict": str(ASSETS / "jieba-terms.txt")}
+                if lang == "zh" else {},
                 "mathjax_path": "mathjax/tex-chtml.js",
                 "templates_path": ["_templates"],
                 "html_static_path": ["_static"],
@@ -250,8 +256,8 @@ def root_page(book: Book) -> str:
     choices = "\n".join(
         f'<a class="pb-lang-choice" data-pb-lang="{lang}" lang="{lang}" href="{lang}/{root}.html">'
         f"<strong>{html.escape(book.title[lang])}</strong><span>{html.escape(book.description[lang])}"
-        f"</span><em>{html.escape(_('Read in English', lang) if lang == 'en' else _('Read in Chinese', lang))}"
-        f" · {LANGUAGE_NAMES.get(lang, lang)}</em></a>" for lang in book.languages)
+        f"</span><em>{html.escape(_(READ_IN[lang], lang))} · {LANGUAGE_NAMES.get(lang, lang)}</em></a>"
+        for lang in book.languages)
     languages = json.dumps(list(book.languages))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -43,7 +43,7 @@ class FigureDirective(SphinxDirective):
     """`{pb-figure} ID` embeds a notebook's figure with its cite box on a content page."""
 
     required_arguments = 1
-    option_spec = {"caption": directives.unchanged}
+    option_spec: ClassVar = {"caption": directives.unchanged}
 
     def run(self) -> list[nodes.Node]:
         fid, lang = self.arguments[0], self.config.pb_lang

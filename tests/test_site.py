@@ -1,0 +1,127 @@
+"""The rendered site in a real headless Chromium: language switch, figures, math, offline."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+if not CHROMIUM:
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("chromium is missing: `make test` installs it when run as root")
+    pytest.skip("chromium not installed (apt-get install chromium)", allow_module_level=True)
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(built_book):
+    root = built_book[0] / "build" / "site"
+    handler = functools.partial(_Quiet, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, site):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.requests = []
+    pg.on("request", lambda r: pg.requests.append(r.url))
+    yield pg
+    foreign = [u for u in pg.requests
+               if not u.startswith((site, "data:", "blob:", "about:"))]
+    context.close()
+    assert not foreign, f"requests left localhost: {foreign}"
+
+
+def path_of(url: str) -> str:
+    return unquote(urlparse(url).path)
+
+
+def test_language_switch_round_trips(page, site):
+    page.goto(f"{site}/en/experiments/tiny.html")
+    page.click("a.pb-lang-switch[data-pb-lang='zh']")
+    page.wait_for_url("**/zh/experiments/tiny.html")
+    assert page.get_attribute("html", "lang") == "zh-CN"
+    assert "小实验" in page.inner_text("main")
+    page.click("a.pb-lang-switch[data-pb-lang='en']")
+    page.wait_for_url("**/en/experiments/tiny.html")
+    assert path_of(page.url) == "/en/experiments/tiny.html"
+    assert "Tiny experiment" in page.inner_text("main")
+
+
+def test_root_page_picks_and_remembers_language(page, site):
+    page.goto(f"{site}/index.html")
+    page.click("a.pb-lang-choice[data-pb-lang='zh']")
+    page.wait_for_url("**/zh/index.html")
+    page.goto(f"{site}/index.html")
+    page.wait_for_url("**/zh/index.html")
+    page.goto(f"{site}/index.html?choose")
+    assert page.locator("a.pb-lang-choice").count() == 2
+
+
+def test_figure_with_cite_box_and_downloads(page, site):
+    for lang, label in (("en", "Cite this figure"), ("zh", "引用此图")):
+        page.goto(f"{site}/{lang}/index.html")
+        figure = page.locator("figure#fig-tiny-errors")
+        assert figure.count() == 1
+        summary = figure.locator("details.pb-cite summary")
+        assert label in summary.inner_text()
+        summary.click()
+        bibtex = figure.locator("pre.pb-bibtex")
+        assert bibtex.is_visible() and "@misc{phasebook-tiny-errors-" in bibtex.inner_text()
+        for ext in ("png", "svg", "pdf"):
+            href = figure.locator(f"a[href$='.{ext}']").get_attribute("href")
+            response = page.request.get(f"{site}/{lang}/{href}")
+            assert response.ok, href
+
+
+def test_interactive_figure_works_offline(page, site):
+    page.goto(f"{site}/en/experiments/tiny.html")
+    widget = page.locator("#tiny-widget")
+    path = widget.locator("svg path[stroke='#d62728']")
+    before = path.get_attribute("d")
+    widget.locator("input[type=range]").fill("4")
+    assert widget.locator("output").inner_text() == "4"
+    assert path.get_attribute("d") != before
+
+
+def test_math_renders_from_local_copy(page, site):
+    for lang in ("en", "zh"):
+        page.goto(f"{site}/{lang}/index.html")
+        page.wait_for_selector("mjx-container", timeout=15000)
+        assert page.locator("mjx-container").count() >= 2
+    assert any("/_static/mathjax/" in u for u in page.requests)
+
+
+def test_chinese_ui_and_search(page, site):
+    page.goto(f"{site}/zh/index.html")
+    assert "搜索" in page.content()
+    page.goto(f"{site}/zh/search.html?q=内插")
+    page.wait_for_selector("#search-results li", timeout=15000)
+    assert "测试首页" in page.inner_text("#search-results")
