@@ -174,6 +174,7 @@ def _config(book: Book, lang: str) -> dict:
                     "article_header_end": ["article-header-buttons.html", "pb-lang-switch.html"],
                     "use_repository_button": False,
                     "home_page_in_toc": True,
+                    "search_bar_text": _("Search this book...", lang),
                 },
                 "pb_lang": lang,
                 "pb_languages": list(book.languages),
