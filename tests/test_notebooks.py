@@ -52,3 +52,11 @@ def test_untranslated_message_is_reported(fixture_book):
     path.write_text(path.read_text().replace('_("Degree")', '_("A label nobody translated")'))
     problems = [str(p) for p in untranslated(load_book(fixture_book))]
     assert len(problems) == 1 and "'A label nobody translated' has no zh translation" in problems[0]
+
+
+def test_chinese_line_breaks_are_joined_outside_code():
+    from phasebook.book.site import join_cjk_lines
+
+    text = "同一个多项式的\n误差是 {glue:text}`x`\n下一行\n\n```python\n# 中文\n# 注释\n```\nEnglish\nstays"
+    assert join_cjk_lines(text) == ("同一个多项式的误差是 {glue:text}`x`\n下一行\n\n"
+                                    "```python\n# 中文\n# 注释\n```\nEnglish\nstays")

@@ -88,7 +88,7 @@ def figure_html(rec: Record, prefix: str, folder: Path | None = None) -> str:
     body = interactive or f"<img src='{src}' alt='{title}' class='pb-figure-img'/>"
     return f"""<figure class="pb-figure" id="fig-{fid}" data-figure-id="{fid}">
 {body}
-<figcaption><strong>{title}.</strong> {caption}</figcaption>
+<figcaption><strong>{_("{title}.", lang).format(title=title)}</strong> {caption}</figcaption>
 <details class="pb-cite"><summary>{_('Cite this figure', lang)} · <code>{fid}</code></summary>
 <p class="pb-downloads">{_('Download', lang)}: {links}</p>
 <pre class="pb-bibtex">{html.escape(bibtex(rec))}</pre>

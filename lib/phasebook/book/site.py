@@ -95,19 +95,37 @@ def publish_figures(book: Book, outcomes: list[RunOutcome]) -> Path:
 # --------------------------------------------------------------------------- sources
 
 
+CJK = "\u3000-\u303f\u3400-\u9fff\uff00-\uffef"
+CJK_NEWLINE = re.compile(f"(?<=[{CJK}])\n(?=[{CJK}])")
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
+
+
+def join_cjk_lines(text: str) -> str:
+    """Drop line breaks between two Chinese characters outside code fences.
+
+    Browsers render a source line break as a space, which Chinese text must not have.
+    """
+    out, last = [], 0
+    for m in FENCE.finditer(text):
+        out += [CJK_NEWLINE.sub("", text[last:m.start()]), m.group(0)]
+        last = m.end()
+    return "".join([*out, CJK_NEWLINE.sub("", text[last:])])
+
+
 def _failure_cell(outcome: RunOutcome, lang: str) -> nbformat.NotebookNode:
     spec = outcome.spec
-    where = (_("in code cell {cell}", lang).format(cell=outcome.cell)
-             if outcome.cell is not None else "")
+    error = f"`{outcome.error}`"
+    what = (_("Error in code cell {cell}: {error}", lang).format(cell=outcome.cell, error=error)
+            if outcome.cell is not None else _("Error: {error}", lang).format(error=error))
     log = outcome.log.relative_to(spec.book.root) if outcome.log else ""
     shown = (_("Below is the last good result for these parameters.", lang)
              if outcome.good_dir else _("There is no earlier good result to show.", lang))
     text = "\n".join([
-        f":::{{error}} {_('This notebook failed to run', lang)}",
-        ":class: pb-failure",
-        f"**{_('Error', lang)}** {where}: `{outcome.error}`",
+        f":::{{admonition}} {_('This notebook failed to run', lang)}",
+        ":class: error pb-failure",
+        what,
         "",
-        f"{_('Full log', lang)}: `{log}`",
+        _("Full log: {path}", lang).format(path=f"`{log}`"),
         "",
         shown,
         ":::",
@@ -128,6 +146,8 @@ def notebook_page(outcome: RunOutcome, lang: str) -> nbformat.NotebookNode:
         nb.cells.insert(0, _failure_cell(outcome, lang))
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"c{i}"
+        if lang == "zh" and cell.cell_type == "markdown":
+            cell.source = join_cjk_lines(cell.source)
     return nb
 
 
@@ -193,7 +213,11 @@ def prepare_sources(book: Book, lang: str, outcomes: list[RunOutcome], figures: 
     others = tuple(f".{other}.md" for other in book.languages if other != lang)
     for rel, path in tree_files(book.root / "content").items():
         if rel.endswith(f".{lang}.md"):
-            files[rel[: -len(f".{lang}.md")] + ".md"] = path
+            target = rel[: -len(f".{lang}.md")] + ".md"
+            if lang == "zh":
+                generated[target] = join_cjk_lines(path.read_text(encoding="utf-8"))
+            else:
+                files[target] = path
         elif not rel.endswith(others):
             files[rel] = path
     for outcome in outcomes:
