@@ -57,6 +57,7 @@ def test_untranslated_message_is_reported(fixture_book):
 def test_chinese_line_breaks_are_joined_outside_code():
     from phasebook.book.site import join_cjk_lines
 
-    text = "同一个多项式的\n误差是 {glue:text}`x`\n下一行\n\n```python\n# 中文\n# 注释\n```\nEnglish\nstays"
-    assert join_cjk_lines(text) == ("同一个多项式的误差是 {glue:text}`x`\n下一行\n\n"
-                                    "```python\n# 中文\n# 注释\n```\nEnglish\nstays")
+    text = ("# 标题\n同一个多项式的\n误差是 {glue:text}`x`\n下一行\n\n```python\n# 中文\n# 注释\n```\n"
+            "- 列表项的\n  续行\nEnglish\nstays")
+    assert join_cjk_lines(text) == ("# 标题\n同一个多项式的误差是 {glue:text}`x`\n下一行\n\n"
+                                    "```python\n# 中文\n# 注释\n```\n- 列表项的续行\nEnglish\nstays")

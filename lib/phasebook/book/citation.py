@@ -85,10 +85,11 @@ def figure_html(rec: Record, prefix: str, folder: Path | None = None) -> str:
     links += f" · <a href='{prefix}figures/{fid}/{lang}/provenance.json'>{_('provenance', lang)}</a>"
     if interactive:
         links += f" · <a href='{base}.html'>{_('interactive version', lang)}</a>"
+    sep = "" if lang == "zh" else " "  # Chinese sentences are not separated by spaces
     body = interactive or f"<img src='{src}' alt='{title}' class='pb-figure-img'/>"
     return f"""<figure class="pb-figure" id="fig-{fid}" data-figure-id="{fid}">
 {body}
-<figcaption><strong>{_("{title}.", lang).format(title=title)}</strong> {caption}</figcaption>
+<figcaption><strong>{_("{title}.", lang).format(title=title)}</strong>{sep}{caption}</figcaption>
 <details class="pb-cite"><summary>{_('Cite this figure', lang)} · <code>{fid}</code></summary>
 <p class="pb-downloads">{_('Download', lang)}: {links}</p>
 <pre class="pb-bibtex">{html.escape(bibtex(rec))}</pre>

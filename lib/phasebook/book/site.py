@@ -96,20 +96,27 @@ def publish_figures(book: Book, outcomes: list[RunOutcome]) -> Path:
 
 
 CJK = "\u3000-\u303f\u3400-\u9fff\uff00-\uffef"
-CJK_NEWLINE = re.compile(f"(?<=[{CJK}])\n(?=[{CJK}])")
-FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
+STARTS_CJK = re.compile(f"\\s*[{CJK}]")
+ENDS_CJK = re.compile(f"[{CJK}]$")
+BLOCK_LINE = ("#", ":", "|", "```", "~~~")  # headings, directive options, tables, fences
 
 
 def join_cjk_lines(text: str) -> str:
-    """Drop line breaks between two Chinese characters outside code fences.
+    """Join a paragraph's lines where both sides of the break are Chinese (outside code).
 
     Browsers render a source line break as a space, which Chinese text must not have.
     """
-    out, last = [], 0
-    for m in FENCE.finditer(text):
-        out += [CJK_NEWLINE.sub("", text[last:m.start()]), m.group(0)]
-        last = m.end()
-    return "".join([*out, CJK_NEWLINE.sub("", text[last:])])
+    out: list[str] = []
+    fenced = False
+    for line in text.split("\n"):
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        elif (not fenced and out and ENDS_CJK.search(out[-1]) and STARTS_CJK.match(line)
+              and not out[-1].lstrip().startswith(BLOCK_LINE)):
+            out[-1] += line.lstrip()
+            continue
+        out.append(line)
+    return "\n".join(out)
 
 
 def _failure_cell(outcome: RunOutcome, lang: str) -> nbformat.NotebookNode:
