@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from docutils import nodes
-from docutils.parsers.rst import directives
 from sphinx.application import Sphinx
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
@@ -43,7 +42,6 @@ class FigureDirective(SphinxDirective):
     """`{pb-figure} ID` embeds a notebook's figure with its cite box on a content page."""
 
     required_arguments = 1
-    option_spec: ClassVar = {"caption": directives.unchanged}
 
     def run(self) -> list[nodes.Node]:
         fid, lang = self.arguments[0], self.config.pb_lang
