@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 
 from phasebook import i18n
 from phasebook.book.citation import figure_html
-from phasebook.book.context import current
+from phasebook.book.context import ENV, current
 from phasebook.errors import PhasebookError
 from phasebook.provenance import (
     code_version,
@@ -77,7 +78,9 @@ def save_figure(fig: Any, figure_id: str, title: str, data: dict[str, Any], capt
     ctx = current()
     lang = ctx.lang
     folder = ctx.figures_dir / figure_id / lang
-    if (folder / "provenance.json").exists():
+    # Under `phasebook build/run` every run starts empty, so an existing record is a reused id;
+    # a notebook opened by hand (no context) may rerun its cells and overwrite its scratch copy.
+    if os.environ.get(ENV) and (folder / "provenance.json").exists():
         raise PhasebookError(f"figure id '{figure_id}' is used twice in this run.")
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
