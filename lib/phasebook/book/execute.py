@@ -10,6 +10,7 @@ LANG.failed/ with its log, and the last good result stays where it was.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -44,7 +45,7 @@ class RunSpec:
     def params_hash(self) -> str:
         return params_hash(self.params)
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         parts = [self.source.digest(self.lang), json.dumps(self.params, sort_keys=True),
                  code_version(), dependency_hash()]
@@ -54,6 +55,11 @@ class RunSpec:
     def run_dir(self) -> Path:
         """The last good result for these parameters in this language."""
         return self.book.build_dir / "runs" / self.source.name / self.params_hash / self.lang
+
+    @property
+    def failed_dir(self) -> Path:
+        """The last failed attempt (partial notebook and log), kept beside the good result."""
+        return self.run_dir.with_name(f"{self.lang}.failed")
 
     @property
     def label(self) -> str:
@@ -87,7 +93,7 @@ class RunOutcome:
 
     @property
     def failed_dir(self) -> Path:
-        return self.spec.run_dir.with_name(f"{self.spec.lang}.failed")
+        return self.spec.failed_dir
 
 
 def read_run(run_dir: Path) -> dict[str, Any] | None:
@@ -155,7 +161,7 @@ def execute(spec: RunSpec, force: bool = False) -> RunOutcome:
                 parameters=spec.params, kernel_name="python3", progress_bar=False,
                 stdout_file=log, stderr_file=log, cwd=str(spec.book.root), km=km)
         except PapermillExecutionError as exc:
-            cell = _failed_code_cell(attempt / "notebook.ipynb", exc.cell_index)
+            cell = _drop_error_markers(attempt / "notebook.ipynb", exc.cell_index)
             error = f"{exc.ename}: {exc.evalue}"
             log.write("\n" + ANSI.sub("", "\n".join(exc.traceback)) + "\n")
         except Exception as exc:  # kernel died, bad notebook, ...: still this run's failure
@@ -167,12 +173,11 @@ def execute(spec: RunSpec, force: bool = False) -> RunOutcome:
             "code_version": code_version(), "dependency_hash": dependency_hash(),
             "started": started, "finished": now(), "seconds": round(seconds, 2)}
     if error:
-        failed = spec.run_dir.with_name(f"{spec.lang}.failed")
-        shutil.rmtree(failed, ignore_errors=True)
+        shutil.rmtree(spec.failed_dir, ignore_errors=True)
         info |= {"status": "failed", "error": error, "cell": cell}
         (attempt / "run.json").write_text(json.dumps(info, indent=1))
-        attempt.rename(failed)
-        return RunOutcome(spec, "failed", seconds, error, cell, failed / "log.txt")
+        attempt.rename(spec.failed_dir)
+        return RunOutcome(spec, "failed", seconds, error, cell, spec.failed_dir / "log.txt")
     (attempt / "run.json").write_text(json.dumps(info | {"status": "ok"}, indent=1))
     old = spec.run_dir.with_name(f"{spec.lang}.old")
     shutil.rmtree(old, ignore_errors=True)
@@ -180,18 +185,23 @@ def execute(spec: RunSpec, force: bool = False) -> RunOutcome:
         spec.run_dir.rename(old)
     attempt.rename(spec.run_dir)
     shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(spec.run_dir.with_name(f"{spec.lang}.failed"), ignore_errors=True)
+    shutil.rmtree(spec.failed_dir, ignore_errors=True)
     return RunOutcome(spec, "executed", seconds, log=spec.run_dir / "log.txt")
 
 
-def _failed_code_cell(executed: Path, index: int | None) -> int | None:
-    """The failing cell as a reader counts it: the N-th code cell of the source notebook.
+def _drop_error_markers(executed: Path, index: int | None) -> int | None:
+    """Remove papermill's red error-marker cells (the page shows a failure box instead) and
+    return the failing cell as a reader counts it: the N-th code cell of the source notebook.
 
-    Papermill's index also counts prose, its injected-parameters cell and its error markers.
+    Papermill's index counts prose and its injected-parameters cell, not the markers it adds
+    after the run.
     """
-    if index is None or not executed.is_file():
+    if not executed.is_file():
         return None
-    cells = [c for c in nbformat.read(executed, as_version=4).cells
-             if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]  # added after the run
-    return sum(1 for c in cells[: index + 1] if c.cell_type == "code"
+    nb = nbformat.read(executed, as_version=4)
+    nb.cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
+    nbformat.write(nb, executed)
+    if index is None:
+        return None
+    return sum(1 for c in nb.cells[: index + 1] if c.cell_type == "code"
                and "injected-parameters" not in c.metadata.get("tags", []))

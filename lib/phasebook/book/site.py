@@ -147,8 +147,6 @@ def notebook_page(outcome: RunOutcome, lang: str) -> nbformat.NotebookNode:
     path = folder / "notebook.ipynb"
     # A run that failed before papermill wrote anything shows the unexecuted source.
     nb = nbformat.read(path, as_version=4) if path.is_file() else outcome.spec.source.for_language(lang)
-    # Papermill's own red error markers are replaced by the failure box.
-    nb.cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
     if not outcome.ok:
         nb.cells.insert(0, _failure_cell(outcome, lang))
     for i, cell in enumerate(nb.cells):
