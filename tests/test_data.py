@@ -380,3 +380,13 @@ def test_sequential_windows_cover_the_stream_once():
     assert xs.flatten().tolist() == list(range(100))
     with pytest.raises(ValueError, match="seq_len"):
         data.batch(0, 2, 200)
+
+
+def test_micro_batches_cover_exactly_the_samples_of_the_full_batch():
+    data = PackedTokens(np.arange(5000, dtype=np.int32), seed=5)
+    full_x, _ = data.batch(3, batch_size=8, seq_len=16)
+    halves = torch.cat([data.batch(3 * 2 + m, batch_size=4, seq_len=16)[0] for m in range(2)])
+    assert torch.equal(full_x, halves)  # gradient accumulation 2 x (B/2) sees the 1 x B samples
+    both = torch.cat([data.batch(3 * 2 + m, batch_size=2, seq_len=16, rank=r, world_size=2)[0]
+                      for m in range(2) for r in range(2)])
+    assert sorted(map(tuple, both.tolist())) == sorted(map(tuple, full_x.tolist()))
