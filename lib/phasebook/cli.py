@@ -1,4 +1,4 @@
-"""The `phasebook` command: build | run | check | cite | serve."""
+"""The `phasebook` command: build | run | check | cite | bench | serve."""
 
 from __future__ import annotations
 
@@ -97,6 +97,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    import yaml
+
+    from phasebook.bench import train as bench_train
+    from phasebook.train.pretraining import PRESETS
+
+    if args.preset not in PRESETS:
+        raise PhasebookError(f"--preset: no preset '{args.preset}'. Presets: {', '.join(PRESETS)}."
+                             + suggest(args.preset, PRESETS))
+    changes: dict = {}
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        section, dot, field = key.partition(".")
+        if not (sep and dot) or section not in ("model", "train", "corpus"):
+            raise PhasebookError(f"--set {item!r}: write SECTION.FIELD=VALUE with SECTION one of "
+                                 "model, train, corpus (e.g. --set train.batch_size=16).")
+        node = changes.setdefault(section, {})
+        *parents, leaf = field.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = yaml.safe_load(raw)
+    command = "phasebook " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    record = bench_train.run(args.preset, args.steps, changes, Path(args.out) if args.out else None,
+                             command)
+    print(bench_train.report(record))
+    if args.out:
+        print(f"written: {args.out}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="phasebook", description=__doc__)
     p.add_argument("--book", default=".", help="folder holding book.yml (default: .)")
@@ -123,6 +156,16 @@ def parser() -> argparse.ArgumentParser:
     ci.add_argument("--format", choices=("bibtex", "text"), default="bibtex")
     ci.add_argument("--lang", default="en")
     ci.set_defaults(func=cmd_cite)
+
+    be = sub.add_parser("bench", help="measure performance (prints and stores, never asserts)")
+    bench_sub = be.add_subparsers(dest="benchmark", required=True)
+    bt = bench_sub.add_parser("train", help="tokens/s and MFU of the training loop on a preset model")
+    bt.add_argument("--preset", default="base", help="model and training preset (base, gpu-125m)")
+    bt.add_argument("--steps", type=int, help="optimizer steps (default: 60)", default=60)
+    bt.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
+                    help="override a field, e.g. --set train.batch_size=16 --set train.compile=false")
+    bt.add_argument("--out", help="write the measurement as JSON with provenance to this file")
+    bt.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("serve", help="serve build/site on localhost")
     s.add_argument("--port", type=int, default=8000)

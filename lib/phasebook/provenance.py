@@ -22,11 +22,29 @@ def _hash_files(files: list[Path], base: Path) -> str:
     return h.hexdigest()
 
 
+# Parts of the library that render and report but compute nothing an experiment stores.
+PRESENTATION = ("book", "bench", "locale", "cli.py")
+
+
+def _library_files(skip: tuple[str, ...] = ()) -> list[Path]:
+    return [p for p in PACKAGE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+            and p.relative_to(PACKAGE_DIR).parts[0] not in skip]
+
+
 @cache
 def code_version() -> str:
     """Hash of the library's source (code, message catalogs, assets): changes when it does."""
-    files = [p for p in PACKAGE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    return _hash_files(files, PACKAGE_DIR)[:16]
+    return _hash_files(_library_files(), PACKAGE_DIR)[:16]
+
+
+@cache
+def compute_version() -> str:
+    """Hash of the code that computes results (data, model, training, evaluation, store).
+
+    Stored results (trained models, metrics) depend on this, not on the site renderer, the
+    CLI or the message catalogs, so editing those does not retrain anything.
+    """
+    return _hash_files(_library_files(PRESENTATION), PACKAGE_DIR)[:16]
 
 
 @cache

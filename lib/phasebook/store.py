@@ -1,4 +1,4 @@
-"""Content-addressed artifact store: hash(kind, config, code version) -> stored result.
+"""Content-addressed artifact store: hash(kind, config, compute version) -> stored result.
 
 Experiments are pure functions of their configuration, so a result computed once (by the
 English notebook, say) is loaded, not recomputed, by every later caller (the Chinese one).
@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from phasebook.provenance import code_version, now, sha256_file
+from phasebook.provenance import compute_version, now, sha256_file
 
 Result = dict[str, Any]  # values: numpy arrays or JSON-serialisable objects
 
 
 def config_hash(kind: str, config: Any) -> str:
-    blob = json.dumps({"kind": kind, "config": config, "code": code_version()},
+    blob = json.dumps({"kind": kind, "config": config, "code": compute_version()},
                       sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -111,7 +111,7 @@ class Store:
     def _write_manifest(self, folder: Path, kind: str, config: Any) -> None:
         files = {str(f.relative_to(folder)): sha256_file(f)
                  for f in sorted(folder.rglob("*")) if f.is_file()}
-        manifest = {"kind": kind, "config": config, "code_version": code_version(),
+        manifest = {"kind": kind, "config": config, "code_version": compute_version(),
                     "created": now(), "files": files}
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
 

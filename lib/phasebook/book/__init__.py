@@ -28,12 +28,18 @@ def figure(fig: Any, figure_id: str, title: str, data: dict[str, Any], caption: 
     save_figure(fig, figure_id, title, data, caption, interactive_html)
 
 
-def glue(name: str, value: Any, digits: int = 3, percent: bool = False) -> str:
-    """Record `value` under `name` for pages to quote, formatted for the notebook's language."""
+def glue(name: str, value: Any, digits: int = 3, percent: bool = False, count: bool = False) -> str:
+    """Record `value` under `name` for pages to quote, formatted for the notebook's language.
+
+    `percent` writes a share as a percentage; `count` writes a large count in words
+    ("1.12 million" / "112万").
+    """
     from myst_nb import glue as nb_glue
 
     if isinstance(value, bool) or not isinstance(value, int | float):
         shown = str(value)
+    elif count:
+        shown = i18n.format_count(value)
     elif percent:
         shown = i18n.format_percent(value, digits)
     elif isinstance(value, int):

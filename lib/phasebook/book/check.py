@@ -81,7 +81,7 @@ def untranslated(book: Book) -> list[Problem]:
             continue
         have = catalog(lang)
         problems += [Problem(where, "", f"message {msg!r} has no {lang} translation in "
-                             f"lib/phasebook/locale/{lang}/LC_MESSAGES/phasebook.po.")
+                             f"the .po files of lib/phasebook/locale/{lang}/LC_MESSAGES/.")
                      for msg, where in used.items() if msg not in have]
     return problems
 

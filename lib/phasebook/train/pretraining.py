@@ -12,14 +12,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from phasebook.data import (
     CorpusConfig,
+    FactsConfig,
     PackedTokens,
     Tokenizer,
     corpus_digest,
@@ -29,17 +31,22 @@ from phasebook.data import (
 )
 from phasebook.model import GPT, ModelConfig
 from phasebook.store import Store
-from phasebook.train.checkpoint import load_weights, save_weights
+from phasebook.train.checkpoint import list_checkpoints, load_checkpoint, load_weights, save_weights
 from phasebook.train.loop import TrainConfig, train
 from phasebook.train.metrics import MetricsLog
 from phasebook.train.optim import OptimizerConfig
 from phasebook.train.schedules import ScheduleConfig
 from phasebook.validation import Checks, from_mapping
 
-# The book's default base model: ~0.2M parameters, trains in about a minute on 2 CPU cores.
+# The book's default world: few enough fictional people that a tiny model meets each one's
+# biography dozens of times in a short run, so what it knows and what it lacks are both visible.
+BASE_CORPUS = CorpusConfig(facts=FactsConfig(n_entities=64, present_fraction=0.75))
+# The book's default base model: ~0.25M parameters, trains in under two minutes on 2 CPU cores.
+# 1000 steps, because somewhere between 600 and 1000 it learns to copy a question's numbers into
+# its worked steps, and its arithmetic jumps from ~10% to ~95% exact answers.
 BASE_MODEL = ModelConfig(vocab_size=512, n_layer=4, n_head=4, d_model=64, max_seq_len=128)
-BASE_TRAIN = TrainConfig(steps=600, batch_size=32, seq_len=128, eval_interval=100, checkpoint_interval=100,
-                         log_interval=10, optimizer=OptimizerConfig(lr=3e-3),
+BASE_TRAIN = TrainConfig(steps=1000, batch_size=32, seq_len=128, eval_interval=100, checkpoint_interval=250,
+                         keep_checkpoints=5, log_interval=10, optimizer=OptimizerConfig(lr=3e-3),
                          schedule=ScheduleConfig(name="cosine", warmup_steps=30))
 
 
@@ -49,7 +56,7 @@ class PretrainConfig:
     tokenizer is trained to (it can come out smaller on a small corpus; the spare rows of the
     embedding are then never used)."""
 
-    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    corpus: CorpusConfig = BASE_CORPUS
     model: ModelConfig = BASE_MODEL
     train: TrainConfig = BASE_TRAIN
 
@@ -86,6 +93,7 @@ PRESETS: dict[str, PretrainConfig] = {
     "base": PretrainConfig(),
     # ~125M parameters (GPT-2 small's shape with Llama-style blocks) for one H100: bf16, compiled.
     "gpu-125m": PretrainConfig(
+        corpus=dataclasses.replace(BASE_CORPUS, n_documents=2_000_000, eval_documents=5_000),
         model=ModelConfig(vocab_size=32768, n_layer=12, n_head=12, d_model=768, max_seq_len=1024),
         train=TrainConfig(steps=2000, batch_size=64, seq_len=1024, precision="bf16", compile=True,
                           eval_interval=250, checkpoint_interval=500, log_interval=10,
@@ -106,6 +114,16 @@ class Pretrained:
     metrics: list[dict[str, Any]]
     summary: dict[str, Any]
 
+    def snapshot_steps(self) -> list[int]:
+        """Steps whose weights were kept (the last `train.keep_checkpoints` checkpoints)."""
+        return sorted(int(p.name[5:12]) for p in (self.path / SNAPSHOTS).glob("step-*.safetensors"))
+
+    def snapshot(self, step: int) -> GPT:
+        """The model as it was after `step` optimizer steps (eval mode, on CPU)."""
+        model = GPT(self.config.model)
+        load_weights(model, self.path / SNAPSHOTS / f"step-{step:07d}.safetensors")
+        return model.eval()
+
 
 def tokenizer_for(corpus: CorpusConfig, vocab_size: int, store: Store | None = None) -> Tokenizer:
     """The BPE tokenizer trained on the corpus's training split, stored by the corpus's hash."""
@@ -120,10 +138,16 @@ def tokenizer_for(corpus: CorpusConfig, vocab_size: int, store: Store | None = N
     return Tokenizer.from_json((path / "tokenizer.json").read_text(encoding="utf-8"))
 
 
-def token_stream(corpus: CorpusConfig, split: str, tokenizer: Tokenizer) -> np.ndarray:
-    """The split's documents tokenized and joined, EOS before each one (see `data.pack`)."""
-    texts = [d.text for d in documents(corpus, split)]  # type: ignore[arg-type]
-    return pack(tokenizer.encode_batch(texts), tokenizer.eos_id)
+def token_stream(corpus: CorpusConfig, split: str, tokenizer: Tokenizer,
+                 store: Store | None = None) -> np.ndarray:
+    """The split's documents tokenized and joined, EOS before each one (see `data.pack`);
+    stored, so that a sweep of many small runs tokenizes the corpus once."""
+    def compute() -> dict[str, Any]:
+        texts = [d.text for d in documents(corpus, split)]  # type: ignore[arg-type]
+        return {"tokens": pack(tokenizer.encode_batch(texts), tokenizer.eos_id)}
+
+    key = {"corpus": dataclasses.asdict(corpus), "split": split, "tokenizer": tokenizer.digest}
+    return (store or Store()).memo("tokens", key, compute)["tokens"]
 
 
 def pretrain(cfg: PretrainConfig = PRESETS["base"], store: Store | None = None) -> Pretrained:
@@ -135,11 +159,14 @@ def pretrain(cfg: PretrainConfig = PRESETS["base"], store: Store | None = None) 
                          f"{cfg.model.vocab_size}")
 
     def produce(out: Path, scratch: Path) -> None:
-        train_data = PackedTokens(token_stream(cfg.corpus, "train", tokenizer), seed=cfg.train.seed)
-        val_data = PackedTokens(token_stream(cfg.corpus, "validation", tokenizer), seed=cfg.train.seed + 1)
+        train_data = PackedTokens(token_stream(cfg.corpus, "train", tokenizer, store), seed=cfg.train.seed)
+        val_data = PackedTokens(token_stream(cfg.corpus, "validation", tokenizer, store),
+                                seed=cfg.train.seed + 1)
+        torch.manual_seed(cfg.train.seed)  # the initial weights are part of what the seed fixes
         model = GPT(cfg.model)
         result = train(model, train_data, cfg.train, scratch, eval_data=val_data)
         save_weights(model.cpu(), out / "model.safetensors")
+        _save_snapshots(scratch, cfg.model, out / SNAPSHOTS)
         (out / "tokenizer.json").write_text(tokenizer.to_json(), encoding="utf-8")
         shutil.copy(scratch / "metrics.jsonl", out / "metrics.jsonl")
         summary = {
@@ -154,6 +181,18 @@ def pretrain(cfg: PretrainConfig = PRESETS["base"], store: Store | None = None) 
 
     path = store.artifact("pretrain", cfg.key(), produce)
     return load_pretrained(path, cfg)
+
+
+SNAPSHOTS = "snapshots"
+
+
+def _save_snapshots(run_dir: Path, model_cfg: ModelConfig, folder: Path) -> None:
+    """Keep the weights of every checkpoint the run still holds, so that what the model could do
+    along the way (not only at the end) can be measured after training."""
+    model = GPT(model_cfg)
+    for ckpt in list_checkpoints(run_dir):
+        step = load_checkpoint(ckpt, model)["step"]
+        save_weights(model, folder / f"step-{step:07d}.safetensors")
 
 
 def load_pretrained(path: Path, cfg: PretrainConfig) -> Pretrained:

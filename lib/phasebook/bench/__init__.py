@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure and print (and store, with provenance), never assert."""
