@@ -151,12 +151,10 @@ def token_stream(corpus: CorpusConfig, split: str, tokenizer: Tokenizer,
 
 
 def pretrain(cfg: PretrainConfig = PRESETS["base"], store: Store | None = None) -> Pretrained:
-    """Train `cfg` once per code version and return the stored result (resuming a killed run)."""
+    """Train `cfg` once per compute version (see `provenance.compute_version`) and return the
+    stored result; a run killed earlier resumes from its checkpoints."""
     store = store or Store()
     tokenizer = tokenizer_for(cfg.corpus, cfg.model.vocab_size, store)
-    if tokenizer.vocab_size > cfg.model.vocab_size:
-        raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens, model.vocab_size is "
-                         f"{cfg.model.vocab_size}")
 
     def produce(out: Path, scratch: Path) -> None:
         train_data = PackedTokens(token_stream(cfg.corpus, "train", tokenizer, store), seed=cfg.train.seed)
