@@ -51,7 +51,6 @@ seed: int = 0  # initialisation and data-order seed of the reference runs
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 import phasebook.book as pb
 from phasebook.errors import PhasebookError
@@ -111,13 +110,6 @@ def val_at(result, step: int) -> float:
     """Validation loss at the last evaluation at or before `step`."""
     s, v = val_curve(result)
     return float(v[s <= step][-1])
-
-
-def plain_log_axis(axis) -> None:
-    """Logarithmic ticks labelled 0.7, 1, 2, 3 rather than 7×10⁻¹, 10⁰, ..."""
-    axis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
-    axis.set_major_formatter(FormatStrFormatter("%g"))
-    axis.set_minor_formatter(NullFormatter())
 
 
 def train_seconds(result):
@@ -188,7 +180,7 @@ for loss, best, color, marker, label in ((adamw_loss, i_adamw, "#1f77b4", "o", "
         ax.plot(grid[failed], np.full(failed.sum(), np.nanmax(loss)), "x", color=color, ms=9)
 ax.set_xscale("log")
 ax.set_yscale("log")
-plain_log_axis(ax.yaxis)
+pb.plain_log_axis(ax.yaxis)
 ax.set_xlabel(_("Peak learning rate (Muon: of the hidden matrices)"))
 ax.set_ylabel(_("Final validation loss (nats/token)"))
 ax.legend(frameon=False)
@@ -365,7 +357,7 @@ for result, (s_time, t_time), color, label in ((a_run, a_time, "#1f77b4", "AdamW
 for ax in (ax1, ax2):
     ax.axhline(target, color="#7f7f7f", lw=0.8, ls=":")
     ax.set_yscale("log")
-    plain_log_axis(ax.yaxis)
+    pb.plain_log_axis(ax.yaxis)
 ax1.set_xlabel(_("Optimizer step"))
 ax2.set_xlabel(_("Training time (s)"))
 ax1.set_ylabel(_("Validation loss (nats/token)"))

@@ -1,6 +1,14 @@
-"""Shared fixtures: a fresh copy of the fixture book, and one full build of it per session."""
+"""Shared fixtures: a fresh copy of the fixture book, and one full build of it per session;
+the Triton interpreter for the kernel tests."""
 
 from __future__ import annotations
+
+import os
+
+# The kernel tests run Triton kernels on CPU tensors in Triton's interpreter, which is chosen
+# when a kernel is defined: so before anything imports phasebook.kernels. Code that does not
+# ask for backend="triton" still runs the plain-torch references on CPU.
+os.environ["TRITON_INTERPRET"] = "1"
 
 import shutil
 from pathlib import Path

@@ -134,6 +134,11 @@ def test_rebuild_is_cached_then_reruns_only_what_changed(fixture_book):
     assert executed == {("tiny", "en")}
     html = (fixture_book / "build" / "site" / "en" / "experiments" / "tiny.html").read_text()
     assert "A quick fit" in html
+    # A new stored measurement under results/ (e.g. from a GPU) may change any notebook's figures.
+    (fixture_book / "results" / "gpu").mkdir(parents=True)
+    (fixture_book / "results" / "gpu" / "bench.json").write_text("{}")
+    outcomes = build(load_book(fixture_book), profile="healthy", echo=lambda _line: None)
+    assert {o.status for o in outcomes} == {"executed"}
 
 
 def test_failed_rerun_keeps_last_good_result(fixture_book):

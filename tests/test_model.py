@@ -159,12 +159,27 @@ def test_loss_is_mean_cross_entropy_over_kept_targets():
     idx = torch.randint(0, VOCAB, (2, 8))
     targets = torch.randint(0, VOCAB, (2, 8))
     targets[0, :3] = -100
-    out = gpt(idx, targets)
+    out = gpt(idx, targets, return_logits=True)
     expected = F.cross_entropy(out.logits.reshape(-1, VOCAB), targets.reshape(-1), ignore_index=-100)
     torch.testing.assert_close(out.loss, expected)
     assert out.logits.dtype == torch.float32
     nothing = gpt(idx, torch.full_like(targets, -100))
     assert nothing.loss.item() == 0.0  # not NaN
+
+
+def test_fused_loss_path_equals_the_logits_path_in_value_and_gradient():
+    gpt = model(z_loss=1e-2)
+    idx, targets = torch.randint(0, VOCAB, (2, 8)), torch.randint(0, VOCAB, (2, 8))
+    targets[1, 5:] = -100
+    fused = gpt(idx, targets)  # linear + cross-entropy kernel: no (B, T, V) logits
+    assert fused.logits is None
+    fused_grads = torch.autograd.grad(fused.loss, list(gpt.parameters()))
+    full = gpt(idx, targets, return_logits=True)
+    full_grads = torch.autograd.grad(full.loss, list(gpt.parameters()))
+    torch.testing.assert_close(fused.loss, full.loss)
+    torch.testing.assert_close(fused.ce_loss, full.ce_loss)
+    for a, b in zip(fused_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_z_loss_adds_logsumexp_penalty_and_its_gradient_lowers_it():
@@ -173,7 +188,7 @@ def test_z_loss_adds_logsumexp_penalty_and_its_gradient_lowers_it():
     with_z = GPT(tiny(init_std=0.3, z_loss=0.1))
     with_z.load_state_dict(plain.state_dict())
     idx, targets = torch.randint(0, VOCAB, (2, 8)), torch.randint(0, VOCAB, (2, 8))
-    out = with_z(idx, targets)
+    out = with_z(idx, targets, return_logits=True)
     lse = torch.logsumexp(out.logits, dim=-1)
     torch.testing.assert_close(out.ce_loss, plain(idx, targets).loss)
     torch.testing.assert_close(out.loss, out.ce_loss + 0.1 * lse.pow(2).mean())
@@ -222,7 +237,7 @@ def test_bf16_autocast_keeps_float32_logits_and_close_loss():
     gpt = model(seed=1, init_std=0.02)
     idx = torch.randint(0, VOCAB, (2, 16))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = gpt(idx, idx)
+        out = gpt(idx, idx, return_logits=True)
     assert out.logits.dtype == torch.float32
     assert abs(out.loss.item() - gpt(idx, idx).loss.item()) < 0.02
 

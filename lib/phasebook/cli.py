@@ -130,6 +130,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_kernels(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    from phasebook.bench import kernels as bench_kernels
+
+    families = bench_kernels.parse_families(args.only)
+    if args.repeat < 1:
+        raise PhasebookError(f"--repeat {args.repeat}: give at least 1 measurement per row.")
+    command = "phasebook " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    echo = functools.partial(print, file=sys.stderr) if sys.stderr.isatty() else None
+    record = bench_kernels.run(families, quick=args.quick, repeat=args.repeat,
+                               out=Path(args.out) if args.out else None, command=command, echo=echo)
+    print(bench_kernels.report(record))
+    if args.out:
+        print(f"written: {args.out}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="phasebook", description=__doc__)
     p.add_argument("--book", default=".", help="folder holding book.yml (default: .)")
@@ -166,6 +185,16 @@ def parser() -> argparse.ArgumentParser:
                     help="override a field, e.g. --set train.batch_size=16 --set train.compile=false")
     bt.add_argument("--out", help="write the measurement as JSON with provenance to this file")
     bt.set_defaults(func=cmd_bench)
+    bk = bench_sub.add_parser("kernels", help="our GEMM, fp8 GEMM, RMSNorm and linear + cross-entropy "
+                              "kernels against cuBLAS, eager torch and torch.compile")
+    bk.add_argument("--quick", action="store_true",
+                    help="only the shapes the goals are judged at (implied without CUDA)")
+    bk.add_argument("--repeat", type=int, default=3,
+                    help="measurements per row; the row reports their median (default: 3)")
+    bk.add_argument("--only", metavar="FAMILIES",
+                    help="comma-separated subset of gemm,fp8,rmsnorm,linear_ce (default: all)")
+    bk.add_argument("--out", help="write the measurements as JSON with provenance to this file")
+    bk.set_defaults(func=cmd_bench_kernels)
 
     s = sub.add_parser("serve", help="serve build/site on localhost")
     s.add_argument("--port", type=int, default=8000)

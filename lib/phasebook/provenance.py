@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib
 import importlib.metadata
 import os
 import platform
@@ -47,6 +48,12 @@ def compute_version() -> str:
     return _hash_files(_library_files(PRESENTATION), PACKAGE_DIR)[:16]
 
 
+def directory_digest(folder: Path) -> str:
+    """Hash of every file under `folder` (names and contents); a fixed value when it is absent."""
+    files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+    return _hash_files(files, folder)[:16]
+
+
 @cache
 def dependency_versions() -> dict[str, str]:
     """Name -> version of every installed distribution (what actually runs, not what was asked)."""
@@ -56,6 +63,22 @@ def dependency_versions() -> dict[str, str]:
         if name and name.lower() != "phasebook":
             out[name.lower()] = dist.version
     return dict(sorted(out.items()))
+
+
+def package_version(name: str) -> str | None:
+    """The version of the importable package `name` as it reports itself (`name.__version__`,
+    else its distribution's metadata), or None when it is not installed."""
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        return None
+    version = getattr(module, "__version__", None)
+    if version is not None:
+        return str(version)
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 @cache

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from phasebook.model import GPT
-from phasebook.provenance import git_commit, hardware, now
+from phasebook.provenance import git_commit, hardware, now, package_version
 from phasebook.train.loop import resolve_device, train
 from phasebook.train.metrics import peak_flops
 from phasebook.train.pretraining import PRESETS, PretrainConfig
@@ -66,7 +66,7 @@ def run(preset: str = "base", steps: int | None = None, changes: dict[str, Any] 
     record = {
         "benchmark": "train", "preset": preset, "date": now(), "commit": git_commit(),
         "command": command, "hardware": hardware(), "device": str(device),
-        "torch": torch.__version__, "triton": _version("triton"),
+        "torch": torch.__version__, "triton": package_version("triton"),
         "config": dataclasses.asdict(cfg), "parameters": model.num_params(),
         "flops_per_token": flops, "tokens_per_s": tokens_per_s,
         "tokens_per_s_whole_run": result.tokens_per_s, "peak_flops": peak,
@@ -77,13 +77,6 @@ def run(preset: str = "base", steps: int | None = None, changes: dict[str, Any] 
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
     return record
-
-
-def _version(name: str) -> str | None:
-    try:
-        return __import__(name).__version__
-    except ImportError:
-        return None
 
 
 def report(record: dict[str, Any]) -> str:

@@ -10,9 +10,9 @@ from typing import Any
 
 from phasebook import i18n
 from phasebook.book.context import RunContext, current
-from phasebook.book.figures import save_figure, use_book_style
+from phasebook.book.figures import plain_log_axis, save_figure, use_book_style
 
-__all__ = ["RunContext", "figure", "glue", "setup"]
+__all__ = ["RunContext", "figure", "glue", "plain_log_axis", "setup"]
 
 
 def setup() -> RunContext:

@@ -2,9 +2,10 @@
 
 A run is one notebook in one language with one full parameter set. Its results live in
 build/runs/NOTEBOOK/PARAMS_HASH/LANG/ and are reused while the run key (notebook source,
-parameters, library code version, installed dependency versions) is unchanged. A new attempt
-is written beside it and swapped in only when it succeeds; a failed attempt is kept in
-LANG.failed/ with its log, and the last good result stays where it was.
+parameters, library code version, installed dependency versions, the stored measurements under
+results/) is unchanged. A new attempt is written beside it and swapped in only when it
+succeeds; a failed attempt is kept in LANG.failed/ with its log, and the last good result
+stays where it was.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from phasebook.book.context import ENV, RunContext
 from phasebook.book.notebooks import NotebookSource
 from phasebook.book.params import params_hash
 from phasebook.config import Book
-from phasebook.provenance import code_version, dependency_hash, now
+from phasebook.provenance import code_version, dependency_hash, directory_digest, now
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+RESULTS_DIR = "results"  # stored measurements (e.g. from a GPU) that notebooks may read
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,9 @@ class RunSpec:
 
     @functools.cached_property
     def key(self) -> str:
+        # results/ holds measurements made elsewhere (GPU benchmarks) that notebooks draw on.
         parts = [self.source.digest(self.lang), json.dumps(self.params, sort_keys=True),
-                 code_version(), dependency_hash()]
+                 code_version(), dependency_hash(), directory_digest(self.book.root / RESULTS_DIR)]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
     @property

@@ -58,6 +58,15 @@ def use_book_style() -> None:
     })
 
 
+def plain_log_axis(axis: Any) -> None:
+    """Label a logarithmic axis 0.7, 1, 2, 3 rather than 7×10⁻¹, 10⁰, ... (for a decade or two)."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return {k: np.asarray(v).tolist() if isinstance(v, np.ndarray | list | tuple) else v
             for k, v in data.items()}

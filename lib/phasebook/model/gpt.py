@@ -15,13 +15,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from phasebook.kernels.linear_ce import linear_cross_entropy
+from phasebook.kernels.rmsnorm import rms_norm
 from phasebook.model.config import ModelConfig
 
 IGNORE_INDEX = -100  # targets with this value carry no loss (prompts, padding)
 
 
 class RMSNorm(nn.Module):
-    """x / rms(x) · weight, computed in float32 so bf16 activations normalise accurately."""
+    """x / rms(x) · weight, statistics in float32 so bf16 activations normalise accurately.
+
+    The fused kernel of `phasebook.kernels.rmsnorm` on CUDA, its plain-torch reference elsewhere.
+    """
 
     def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
@@ -29,9 +34,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return normed.type_as(x) * self.weight
+        return rms_norm(x, self.weight, self.eps)
 
 
 def rope_angles(positions: Tensor, head_dim: int, base: float, scaling: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -161,7 +164,7 @@ class Block(nn.Module):
 class ModelOutput(NamedTuple):
     """What `GPT.forward` returns; `loss` and `ce_loss` are None without targets."""
 
-    logits: Tensor  # (B, T, V) float32, or (B, 1, V) with last_only
+    logits: Tensor | None  # (B, T, V) float32, (B, 1, V) with last_only; None for a loss-only call
     loss: Tensor | None  # the training objective: ce_loss + z_loss · mean(logsumexp²)
     ce_loss: Tensor | None  # mean cross-entropy over targets != -100, for reporting
 
@@ -220,13 +223,15 @@ class GPT(nn.Module):
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, *, positions: Tensor | None = None,
                 segment_ids: Tensor | None = None, cache: KVCache | None = None,
-                last_only: bool = False) -> ModelOutput:
-        """Logits for token ids `idx` (B, T) and, given `targets` (B, T), the loss.
+                last_only: bool = False, return_logits: bool = False) -> ModelOutput:
+        """Logits for token ids `idx` (B, T) or, given `targets` (B, T), the loss.
 
         positions: (B, T) RoPE positions, default 0..T-1 (continuing after the cache's length).
         segment_ids: (B, T) tokens attend only to earlier tokens of the same segment (packed sequences).
         cache: a `KVCache` to read earlier keys from and append these tokens' keys to.
         last_only: compute logits for the last position only (generation; saves a (B, T, V) tensor).
+        return_logits: with targets, also return the logits. Without it the loss comes from the
+            fused linear + cross-entropy kernel, which never holds all (B, T, V) logits at once.
         """
         b, t = idx.shape
         if last_only and targets is not None:
@@ -250,7 +255,10 @@ class GPT(nn.Module):
             cache.advance(t)
         if last_only:
             x = x[:, -1:]
-        logits = self.lm_head(self.norm(x)).float()
+        h = self.norm(x)
+        if targets is not None and not return_logits:
+            return self._fused_loss(h, targets)
+        logits = self.lm_head(h).float()
         if targets is None:
             return ModelOutput(logits, None, None)
 
@@ -262,6 +270,18 @@ class GPT(nn.Module):
             # PaLM's z-loss keeps the softmax normaliser near 1, so logits cannot drift upwards.
             loss = ce_loss + self.cfg.z_loss * (lse.pow(2) * valid).sum() / count
         return ModelOutput(logits, loss, ce_loss)
+
+    def _fused_loss(self, h: Tensor, targets: Tensor) -> ModelOutput:
+        """The loss of the logits path above, from the final hidden states without the logits."""
+        weight = self.lm_head.weight
+        device_type = h.device.type
+        if torch.is_autocast_enabled(device_type):
+            # The head is a matmul: run it in the autocast dtype, as nn.Linear would be.
+            dtype = torch.get_autocast_dtype(device_type)
+            h, weight = h.to(dtype), weight.to(dtype)
+        loss, ce_loss = linear_cross_entropy(h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1),
+                                             z_loss=self.cfg.z_loss, ignore_index=IGNORE_INDEX)
+        return ModelOutput(None, loss, ce_loss)
 
 
 def token_logprobs(model: GPT, idx: Tensor, targets: Tensor, *, positions: Tensor | None = None,

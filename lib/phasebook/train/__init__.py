@@ -16,7 +16,7 @@ from phasebook.train.checkpoint import (
 from phasebook.train.loop import TrainConfig, TrainResult, data_indices, evaluate, train
 from phasebook.train.metrics import MetricsLog, mfu, peak_flops
 from phasebook.train.optim import Muon, OptimizerConfig, build_optimizer, orthogonalize
-from phasebook.train.precision import autocast
+from phasebook.train.precision import autocast, prepare_model
 from phasebook.train.schedules import ScheduleConfig, lr_multiplier, stable_end
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "mfu",
     "orthogonalize",
     "peak_flops",
+    "prepare_model",
     "read_state",
     "save_checkpoint",
     "save_weights",

@@ -38,7 +38,7 @@ from phasebook.train.checkpoint import (
 )
 from phasebook.train.metrics import MetricsLog, mfu, peak_flops
 from phasebook.train.optim import OptimizerConfig, build_optimizer
-from phasebook.train.precision import PRECISIONS, autocast
+from phasebook.train.precision import PRECISIONS, autocast, prepare_model
 from phasebook.train.schedules import ScheduleConfig, lr_multiplier, stable_end
 from phasebook.validation import Checks, to_mapping
 
@@ -250,7 +250,7 @@ class _Run:
         self.cfg, self.data, self.eval_data, self.on_log = cfg, data, eval_data, on_log
         self.run_dir = run_dir
         self.device = resolve_device(cfg.device)
-        autocast(cfg.precision, self.device)  # an unsupported precision fails here, before any work
+        prepare_model(model, cfg.precision)  # fp8: block linears become Fp8Linear (same parameters)
         self.model = model.to(self.device)
         self.model.train()
         self.forward = torch.compile(model) if cfg.compile else model
