@@ -151,7 +151,7 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run_bit_for_bit(tmp_p
     assert not leftover.exists()
     assert [r["step"] for r in MetricsLog(killed / "metrics.jsonl").read()] == list(range(1, 31))
     assert exact_metrics(killed) == exact_metrics(whole)  # floats compared exactly
-    final = "checkpoints/step-000030/model.safetensors"
+    final = "checkpoints/step-000030/__0_0.distcp"  # the weights and optimizer state, as DCP wrote them
     assert (killed / final).read_bytes() == (whole / final).read_bytes()
 
 
@@ -194,9 +194,9 @@ def truncate(path: Path) -> None:
 
 
 @pytest.mark.parametrize(("name", "damage", "words"), [
-    ("model.safetensors", flip_bit, "corrupt"),
-    ("optimizer.pt", truncate, "truncated"),
-    ("rng.pt", Path.unlink, "missing"),
+    ("__0_0.distcp", flip_bit, "corrupt"),  # weights and optimizer state
+    (".metadata", truncate, "truncated"),  # DCP's index of what lies where
+    ("rng-0.pt", Path.unlink, "missing"),
     ("manifest.json", truncate, "unreadable"),
 ])
 def test_damaged_checkpoint_is_named_and_nothing_is_overwritten(tmp_path: Path, name: str, damage,

@@ -1,4 +1,4 @@
-"""The `phasebook` command: build | run | check | cite | bench | serve."""
+"""The `phasebook` command: build | run | check | cite | pretrain | bench | serve."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ import functools
 import http.server
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from phasebook.errors import PhasebookError, suggest
+
+if TYPE_CHECKING:
+    from phasebook.launch import Rendezvous
+    from phasebook.train.pretraining import Pretrained
 
 
 def _book(args: argparse.Namespace):
@@ -97,20 +102,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    import shlex
-    from pathlib import Path
-
+def _overrides(items: list[str] | None) -> dict:
+    """`--set SECTION.FIELD=VALUE` options as nested changes of a PretrainConfig, each VALUE read
+    as YAML (numbers, true/false, lists): `{"train": {"optimizer": {"lr": 0.001}}}`."""
     import yaml
 
-    from phasebook.bench import train as bench_train
-    from phasebook.train.pretraining import PRESETS
-
-    if args.preset not in PRESETS:
-        raise PhasebookError(f"--preset: no preset '{args.preset}'. Presets: {', '.join(PRESETS)}."
-                             + suggest(args.preset, PRESETS))
     changes: dict = {}
-    for item in args.set or []:
+    for item in items or []:
         key, sep, raw = item.partition("=")
         section, dot, field = key.partition(".")
         if not (sep and dot) or section not in ("model", "train", "corpus"):
@@ -121,10 +119,162 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for parent in parents:
             node = node.setdefault(parent, {})
         node[leaf] = yaml.safe_load(raw)
-    command = "phasebook " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return changes
+
+
+def _check_preset(name: str, presets: dict) -> None:
+    if name not in presets:
+        raise PhasebookError(f"--preset: no preset '{name}'. Presets: {', '.join(presets)}."
+                             + suggest(name, presets))
+
+
+def _command_line() -> str:
+    import shlex
+
+    return "phasebook " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from phasebook.bench import train as bench_train
+    from phasebook.train.pretraining import PRESETS
+
+    _check_preset(args.preset, PRESETS)
+    changes = _overrides(args.set)
     record = bench_train.run(args.preset, args.steps, changes, Path(args.out) if args.out else None,
-                             command)
+                             _command_line())
     print(bench_train.report(record))
+    if args.out:
+        print(f"written: {args.out}")
+    return 0
+
+
+def _rendezvous(args: argparse.Namespace) -> Rendezvous:
+    from phasebook.launch import Rendezvous
+
+    return Rendezvous(args.nproc_per_node, args.nnodes, args.node_rank, args.rdzv_endpoint,
+                      args.max_restarts)
+
+
+def _pretrain_command(args: argparse.Namespace) -> list[str]:
+    """The user's `phasebook pretrain` command, spelled out: what to run again to resume."""
+    command = ["phasebook", "pretrain", "--preset", args.preset]
+    for item in args.set or []:
+        command += ["--set", item]
+    command += ["--nproc-per-node", str(args.nproc_per_node)]
+    if args.nnodes > 1:
+        command += ["--nnodes", str(args.nnodes), "--node-rank", str(args.node_rank),
+                    "--rdzv-endpoint", args.rdzv_endpoint]
+    if args.max_restarts:
+        command += ["--max-restarts", str(args.max_restarts)]
+    return command
+
+
+def _print_pretrained(run: Pretrained, stored: bool) -> None:
+    s = run.summary
+    val = f" (validation {s['final_val_loss']:.4f})" if s.get("final_val_loss") is not None else ""
+    print(f"{'already stored' if stored else 'trained'}: {s['parameters'] / 1e6:.2f}M parameters, "
+          f"{s['steps']} steps, {s['tokens_seen']:,} tokens")
+    print(f"final loss: {s['final_loss']:.4f}{val}")
+    print(f"result: {run.path}")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    import os
+
+    from phasebook import launch
+    from phasebook.store import Store
+    from phasebook.train import pretraining
+
+    _check_preset(args.preset, pretraining.PRESETS)
+    rendezvous = _rendezvous(args)
+    changes = _overrides(args.set)
+    if rendezvous.world_size > 1:
+        if launch.under_torchrun():
+            raise PhasebookError("--nproc-per-node/--nnodes: this command already runs under torchrun; "
+                                 "drop those options (torchrun's own say how many ranks run).")
+        return _launch_pretrain(args, rendezvous, changes)
+    cfg = pretraining.PRESETS[args.preset].replace(**changes)
+    store = Store()
+    stored = store.path("pretrain", cfg.key()).is_dir()
+    try:
+        run = pretraining.pretrain(cfg, store)
+    finally:
+        _leave_process_group()
+    if os.environ.get("RANK", "0") == "0":
+        _print_pretrained(run, stored)
+    return 0
+
+
+def _leave_process_group() -> None:
+    """Under torchrun: shut the process group down before exiting, as NCCL asks."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _launch_pretrain(args: argparse.Namespace, rendezvous: Rendezvous, changes: dict) -> int:
+    """Re-run this command on every rank under torchrun; explain a failure in one paragraph."""
+    import shlex
+
+    import torch
+
+    from phasebook import launch
+    from phasebook.store import Store
+    from phasebook.train import pretraining
+    from phasebook.train.distributed import resolve_device
+    from phasebook.train.loop import rows_per_rank
+
+    sets = list(args.set or [])
+    strategy = changes.get("train", {}).get("parallel", "ddp")
+    if strategy == "none":
+        raise PhasebookError(f"--set train.parallel=none: {rendezvous.world_size} processes need "
+                             "train.parallel ddp or fsdp (or run 1 process).")
+    if "parallel" not in changes.get("train", {}):
+        sets.append("train.parallel=ddp")
+        changes = _overrides(sets)
+    # Bad values fail here, once, rather than on every rank.
+    cfg = pretraining.PRESETS[args.preset].replace(**changes)
+    rows_per_rank(cfg.train, rendezvous.world_size)
+    gpus = torch.cuda.device_count()
+    if resolve_device(cfg.train.device).type == "cuda" and rendezvous.nproc_per_node > gpus:
+        raise PhasebookError(f"--nproc-per-node {rendezvous.nproc_per_node}: one process per GPU, and this "
+                             f"node has {gpus}.")
+    rank_args = ["pretrain", "--preset", args.preset]
+    for item in sets:
+        rank_args += ["--set", item]
+    command = launch.torchrun_command(rendezvous, "phasebook.cli", rank_args)
+    outcome = launch.run_job(command, launch.rank_environment(rendezvous.nproc_per_node))
+    if outcome.ok:
+        return 0
+    checkpoint = pretraining.last_good_checkpoint(cfg, Store())
+    resume = shlex.join(_pretrain_command(args))
+    where = "on every node (each with its own --node-rank)" if rendezvous.nnodes > 1 else "again"
+    if checkpoint is None:
+        saved = "No checkpoint was written yet, so running the same command again starts from step 0"
+    else:
+        saved = (f"The last good checkpoint is {checkpoint}; run the same command {where} to resume "
+                 "from it")
+    restarts = ("" if args.max_restarts else "\n(or add --max-restarts N, and torchrun restarts the ranks "
+                "from the last checkpoint by itself).")
+    why = launch.explain_failure(outcome)
+    raise PhasebookError(f"training on {rendezvous.world_size} ranks failed. {why} {saved}:\n"
+                         f"  {resume}{restarts}")
+
+
+def cmd_bench_parallel(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from phasebook.bench import parallel as bench_parallel
+    from phasebook.train.pretraining import PRESETS
+
+    _check_preset(args.preset, PRESETS)
+    world_sizes = bench_parallel.parse_world_sizes(args.world_sizes)
+    record = bench_parallel.run(args.preset, world_sizes, args.strategy, args.steps, _overrides(args.set),
+                                Path(args.out) if args.out else None, _command_line())
+    print(bench_parallel.report(record))
     if args.out:
         print(f"written: {args.out}")
     return 0
@@ -176,6 +326,23 @@ def parser() -> argparse.ArgumentParser:
     ci.add_argument("--lang", default="en")
     ci.set_defaults(func=cmd_cite)
 
+    pt = sub.add_parser("pretrain", help="pre-train a model through the store, on one or several "
+                        "processes, GPUs or nodes")
+    pt.add_argument("--preset", default="base", help="model and training preset (base, gpu-125m)")
+    pt.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
+                    help="override a field, e.g. --set train.steps=200 --set train.parallel=fsdp")
+    pt.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                    help="processes (GPUs) per node; above 1, runs under torchrun with train.parallel "
+                    "ddp unless --set train.parallel=fsdp")
+    pt.add_argument("--nnodes", type=int, default=1, metavar="M", help="nodes taking part (default: 1)")
+    pt.add_argument("--node-rank", type=int, default=0, metavar="R", help="this node's rank, 0 to M-1")
+    pt.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                    help="where the nodes meet: node 0's address and a free port (several nodes)")
+    pt.add_argument("--max-restarts", type=int, default=0, metavar="K",
+                    help="restart every rank up to K times after a failure, resuming from the last "
+                    "checkpoint (default: 0)")
+    pt.set_defaults(func=cmd_pretrain)
+
     be = sub.add_parser("bench", help="measure performance (prints and stores, never asserts)")
     bench_sub = be.add_subparsers(dest="benchmark", required=True)
     bt = bench_sub.add_parser("train", help="tokens/s and MFU of the training loop on a preset model")
@@ -195,6 +362,18 @@ def parser() -> argparse.ArgumentParser:
                     help="comma-separated subset of gemm,fp8,rmsnorm,linear_ce (default: all)")
     bk.add_argument("--out", help="write the measurements as JSON with provenance to this file")
     bk.set_defaults(func=cmd_bench_kernels)
+
+    bp = bench_sub.add_parser("parallel", help="data-parallel scaling efficiency and communication share "
+                              "(torchrun jobs of 1, 2, ... ranks with the same batch per rank)")
+    bp.add_argument("--preset", default="base", help="model and training preset (base, gpu-125m)")
+    bp.add_argument("--world-sizes", default="1,2", metavar="W1,W2,...",
+                    help="numbers of ranks to measure; 1 is always included (default: 1,2)")
+    bp.add_argument("--strategy", choices=("ddp", "fsdp"), default="ddp", help="how ranks share the model")
+    bp.add_argument("--steps", type=int, default=10, help="measured steps per world size (default: 10)")
+    bp.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
+                    help="override a field, e.g. --set train.batch_size=8 (the batch of each rank)")
+    bp.add_argument("--out", help="write the measurement as JSON with provenance to this file")
+    bp.set_defaults(func=cmd_bench_parallel)
 
     s = sub.add_parser("serve", help="serve build/site on localhost")
     s.add_argument("--port", type=int, default=8000)

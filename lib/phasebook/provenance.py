@@ -24,7 +24,7 @@ def _hash_files(files: list[Path], base: Path) -> str:
 
 
 # Parts of the library that render and report but compute nothing an experiment stores.
-PRESENTATION = ("book", "bench", "locale", "cli.py")
+PRESENTATION = ("book", "bench", "locale", "cli.py", "launch.py")
 
 
 def _library_files(skip: tuple[str, ...] = ()) -> list[Path]:

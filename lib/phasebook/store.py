@@ -65,6 +65,12 @@ class Store:
         self._save(target, kind, config, result)
         return result
 
+    def scratch_path(self, kind: str, config: Any) -> Path:
+        """The folder `artifact` hands `produce` as scratch for (kind, config): it outlives a killed
+        run, so the next call can resume from what it holds."""
+        target = self.path(kind, config)
+        return target.with_name(f"{target.name}.scratch")
+
     def artifact(self, kind: str, config: Any, produce: Callable[[Path, Path], None]) -> Path:
         """The stored folder for (kind, config), produced on a miss by `produce(out, scratch)`.
 
@@ -75,7 +81,7 @@ class Store:
         target = self.path(kind, config)
         if target.is_dir() and self._verify(target):
             return target
-        scratch = target.with_name(f"{target.name}.scratch")
+        scratch = self.scratch_path(kind, config)
         out = Path(tempfile.mkdtemp(prefix=f".{target.name[:12]}-", dir=_mkdir(target.parent)))
         try:
             scratch.mkdir(exist_ok=True)

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from phasebook.kernels.dispatch import INTERPRETER
 from phasebook.kernels.fp8 import AMAX_FLOOR, FP8_DTYPE, FP8_MAX, TILE, Fp8Tiles
+from phasebook.kernels.triton_common import swizzled_tile
 
 # Rows per program when only the row-tiled copy is wanted (the transposing kernel needs TILE rows).
 ROWS_PER_PROGRAM = 32
@@ -121,17 +122,7 @@ def _fp8_gemm_kernel(
     accumulator: the scales change every TILE along K, and adding in fp32 keeps the precision the
     tensor cores' fp8 accumulation lacks.
     """
-    # Programs run in bands of GROUP_M tile-rows, walking down a band before moving right, so the
-    # b tiles a band reads stay in L2 while its GROUP_M rows of a tiles are reused.
-    pid = tl.program_id(0)
-    grid_m = tl.cdiv(M, BLOCK_M)
-    grid_n = tl.cdiv(N, BLOCK_N)
-    band = pid // (GROUP_M * grid_n)
-    first_m = band * GROUP_M
-    band_rows = tl.minimum(grid_m - first_m, GROUP_M)
-    within = pid - band * GROUP_M * grid_n
-    pid_m = first_m + within % band_rows
-    pid_n = within // band_rows
+    pid_m, pid_n = swizzled_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
 
     m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)

@@ -13,6 +13,7 @@ import triton.language as tl
 from torch import Tensor
 
 from phasebook.kernels.dispatch import INTERPRETER
+from phasebook.kernels.triton_common import cast_rounding_to_nearest, swizzled_tile
 
 
 def _config(block_m: int, block_n: int, block_k: int, warps: int, stages: int) -> triton.Config:
@@ -40,20 +41,6 @@ GPU_CONFIGS = [
 INTERPRETER_CONFIGS = [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2})]
 
 
-@triton.jit
-def cast_rounding_to_nearest(x, dtype: tl.constexpr, INTERPRETER: tl.constexpr):
-    """fp32 x in `dtype`, rounded to nearest (ties to even), as the GPU casts.
-
-    The interpreter's fp32 → bf16 cast truncates instead (rounds toward zero). Under it, x is
-    first rounded to the bf16 grid on its fp32 bits, after which the cast is exact.
-    """
-    if INTERPRETER and dtype == tl.bfloat16:
-        bits = x.to(tl.int32, bitcast=True)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & -65536  # keep the top 16 bits, rounded
-        x = bits.to(tl.float32, bitcast=True)
-    return x.to(dtype)
-
-
 @triton.autotune(configs=INTERPRETER_CONFIGS if INTERPRETER else GPU_CONFIGS, key=["M", "N", "K"])
 @triton.heuristics({"EVEN_K": lambda args: args["K"] % args["BLOCK_K"] == 0})
 @triton.jit
@@ -62,18 +49,7 @@ def _gemm_kernel(a_ptr, b_ptr, c_ptr, M, N, K,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                  GROUP_M: tl.constexpr, EVEN_K: tl.constexpr,
                  INPUT_PRECISION: tl.constexpr, INTERPRETER: tl.constexpr):
-    # Swizzled tile order: program ids run down a group of GROUP_M tile-rows before moving to
-    # the next tile-column; the last group may hold fewer rows.
-    pid = tl.program_id(0)
-    tiles_m = tl.cdiv(M, BLOCK_M)
-    tiles_n = tl.cdiv(N, BLOCK_N)
-    tiles_per_group = GROUP_M * tiles_n
-    group = pid // tiles_per_group
-    first_tile_m = group * GROUP_M
-    rows_in_group = tl.minimum(tiles_m - first_tile_m, GROUP_M)
-    within = pid - group * tiles_per_group
-    tile_m = first_tile_m + within % rows_in_group
-    tile_n = within // rows_in_group
+    tile_m, tile_n = swizzled_tile(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
 
     rows = tile_m * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tile_n * BLOCK_N + tl.arange(0, BLOCK_N)

@@ -14,7 +14,7 @@ import triton.language as tl
 from torch import Tensor
 
 from phasebook.kernels.dispatch import INTERPRETER
-from phasebook.kernels.triton_gemm import cast_rounding_to_nearest
+from phasebook.kernels.triton_common import cast_rounding_to_nearest
 
 # A tile holds about this many elements: several rows of a short hidden size, one row of a long one.
 TILE_ELEMENTS = 4096

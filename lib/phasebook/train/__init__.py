@@ -1,4 +1,5 @@
-"""Training: optimizers, learning-rate schedules, checkpoints, metrics and the training loop."""
+"""Training: optimizers, learning-rate schedules, checkpoints, metrics, the training loop and its
+data-parallel ranks."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from phasebook.train.checkpoint import (
     save_weights,
     verify_checkpoint,
 )
+from phasebook.train.distributed import World, barrier, broadcast_object, full_state_dict, init_world
 from phasebook.train.loop import TrainConfig, TrainResult, data_indices, evaluate, train
 from phasebook.train.metrics import MetricsLog, mfu, peak_flops
 from phasebook.train.optim import Muon, OptimizerConfig, build_optimizer, orthogonalize
@@ -27,10 +29,15 @@ __all__ = [
     "ScheduleConfig",
     "TrainConfig",
     "TrainResult",
+    "World",
     "autocast",
+    "barrier",
+    "broadcast_object",
     "build_optimizer",
     "data_indices",
     "evaluate",
+    "full_state_dict",
+    "init_world",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",

@@ -9,6 +9,13 @@ offending data, recorded in the checkpoint state, so the skip is itself reproduc
 Data indexing: optimizer step `s` consumes data slot `p` (the s-th slot not skipped), whose
 micro-batches are batch indices p·grad_accum + m. A data source whose batch `i` of size `b`
 holds samples i·b ... (i+1)·b - 1 therefore gives the same samples for any grad_accum.
+
+Data parallelism (torchrun; `parallel` "ddp" or "fsdp"): every rank runs this loop on the same
+run_dir. Micro-batch index i is one global batch of batch_size / grad_accum sequences, of which
+rank r reads rows r, r + W, r + 2W, ... (`BatchSource.batch(i, rows, seq_len, r, W)`), so any
+world size sees the same samples per step, and a run resumes on another world size. Gradients
+are averaged over ranks once per step, in the last micro-batch's backward; the logged loss and
+the evaluation loss are means over all ranks; rank 0 alone writes metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.distributed.checkpoint import CheckpointException
 from tqdm import tqdm
 
-from phasebook.errors import PhasebookError
+from phasebook.errors import PhasebookError, Problem
 from phasebook.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -36,17 +44,29 @@ from phasebook.train.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
+from phasebook.train.distributed import (
+    STRATEGIES,
+    World,
+    broadcast_object,
+    full_tensor,
+    gradient_sync,
+    init_world,
+    lost_peer,
+    mean_over_ranks,
+    wrap_model,
+)
+from phasebook.train.distributed import resolve_device as resolve_device  # re-exported: bench.train uses it
 from phasebook.train.metrics import MetricsLog, mfu, peak_flops
 from phasebook.train.optim import OptimizerConfig, build_optimizer
 from phasebook.train.precision import PRECISIONS, autocast, prepare_model
 from phasebook.train.schedules import ScheduleConfig, lr_multiplier, stable_end
-from phasebook.validation import Checks, to_mapping
+from phasebook.validation import Checks, ConfigError, to_mapping
 
 METRICS_FILE = "metrics.jsonl"
 # Fields a resumed run may change without invalidating what its checkpoints computed.
 RESUMABLE_CHANGES = frozenset({"steps", "eval_interval", "eval_batches", "checkpoint_interval",
                                "keep_checkpoints", "max_rewinds", "log_interval", "device", "compile",
-                               "progress"})
+                               "progress", "parallel"})
 
 
 class BatchSource(Protocol):
@@ -57,7 +77,7 @@ class BatchSource(Protocol):
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 1000  # optimizer steps
-    batch_size: int = 32  # sequences per optimizer step, split into grad_accum micro-batches
+    batch_size: int = 32  # sequences per optimizer step (over all ranks), in grad_accum micro-batches
     seq_len: int = 128
     grad_accum: int = 1
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -77,6 +97,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
     compile: bool = False
     progress: bool = True
+    parallel: Literal["none", "ddp", "fsdp"] = "none"  # how torchrun's ranks share the work (see module doc)
 
     def __post_init__(self) -> None:
         c = Checks(self)
@@ -105,11 +126,12 @@ class TrainConfig:
                "device", "allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'.")
         c.rule(isinstance(self.compile, bool), "compile", "must be true or false.")
         c.rule(isinstance(self.progress, bool), "progress", "must be true or false.")
+        c.choice("parallel", STRATEGIES)
+        if self.parallel == "fsdp" and isinstance(self.optimizer, OptimizerConfig):
+            c.rule(self.optimizer.name != "muon", "parallel",
+                   "FSDP splits every matrix over the ranks, but optimizer 'muon' orthogonalises whole "
+                   "matrices; use parallel 'ddp' with muon, or optimizer 'adamw' with fsdp.")
         c.done()
-
-    @property
-    def micro_batch_size(self) -> int:
-        return self.batch_size // self.grad_accum
 
 
 @dataclass(frozen=True)
@@ -151,13 +173,15 @@ class _Progress:
         return cls(**{k: v for k, v in state.items() if k in cls.__dataclass_fields__})
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PhasebookError(f"device {name!r}: CUDA is not available here; use device 'auto' or 'cpu'.")
-    return device
+def rows_per_rank(cfg: TrainConfig, world_size: int) -> int:
+    """Sequences each rank reads per micro-batch: batch_size / (grad_accum · world_size)."""
+    share = cfg.grad_accum * world_size
+    if cfg.batch_size % share:
+        raise ConfigError([Problem("TrainConfig", "batch_size", (
+            f"is {cfg.batch_size}; with grad_accum {cfg.grad_accum} on {world_size} ranks it must be a "
+            f"multiple of grad_accum × world size = {share}, so that every rank reads the same number of "
+            "sequences per micro-batch."))])
+    return cfg.batch_size // share
 
 
 def data_indices(step: int, grad_accum: int, skipped: Iterable[int]) -> list[int]:
@@ -180,22 +204,29 @@ def micro_step(model: nn.Module, x: Tensor, y: Tensor, *, precision: str, device
 
 
 def accumulate_gradients(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], *, precision: str,
-                         device: torch.device) -> tuple[Tensor, Tensor]:
-    """Gradients of the mean loss over equal-sized micro-batches; returns the mean (loss, CE loss)."""
+                         device: torch.device, sync_module: nn.Module | None = None) -> tuple[Tensor, Tensor]:
+    """Gradients of the mean loss over equal-sized micro-batches; returns the mean (loss, CE loss).
+
+    `sync_module` (default `model`): the DDP or FSDP module whose gradients are averaged over
+    ranks; only the last micro-batch's backward does that, the others accumulate locally.
+    """
     losses, ces = [], []
-    for x, y in batches:
-        loss, ce = micro_step(model, x, y, precision=precision, device=device, loss_scale=1.0 / len(batches))
+    last = len(batches) - 1
+    for m, (x, y) in enumerate(batches):
+        with gradient_sync(model if sync_module is None else sync_module, enabled=m == last):
+            loss, ce = micro_step(model, x, y, precision=precision, device=device,
+                                  loss_scale=1.0 / len(batches))
         losses.append(loss)
         ces.append(ce)
     return torch.stack(losses).mean(), torch.stack(ces).mean()
 
 
 def gradient_norm(params: Sequence[nn.Parameter]) -> Tensor:
-    """The global L2 norm of the gradients, before any clipping."""
+    """The global L2 norm of the gradients, before any clipping (of all ranks' shards under FSDP)."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    return torch.nn.utils.get_total_norm(grads, 2.0)
+    return full_tensor(torch.nn.utils.get_total_norm(grads, 2.0))
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter], norm: Tensor,
@@ -213,19 +244,24 @@ def set_learning_rates(optimizer: torch.optim.Optimizer, multiplier: float) -> N
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: BatchSource, cfg: TrainConfig, device: torch.device) -> float:
+def evaluate(model: nn.Module, data: BatchSource, cfg: TrainConfig, device: torch.device,
+             world: World | None = None) -> float:
     """Mean cross-entropy over the first `eval_batches` batches of `data` (of `batch_size` sequences,
-    read in micro-batches: the same sequences whatever grad_accum is)."""
+    read in micro-batches: the same sequences whatever grad_accum and world size are). With a
+    `world` of several ranks (every rank calls it) each rank evaluates its rows of every batch."""
+    rank, world_size = (world.rank, world.world_size) if world is not None else (0, 1)
+    rows = rows_per_rank(cfg, world_size)
     was_training = model.training
     model.eval()
     losses = []
     for i in range(cfg.eval_batches * cfg.grad_accum):
-        x, y = data.batch(i, cfg.micro_batch_size, cfg.seq_len)
+        x, y = data.batch(i, rows, cfg.seq_len, rank, world_size)
         with autocast(cfg.precision, device):
             out = model(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
         losses.append(out.ce_loss.detach().float())
     model.train(was_training)
-    return torch.stack(losses).mean().item()
+    local = torch.stack(losses).mean()
+    return (mean_over_ranks(world, local) if world is not None else local).item()
 
 
 def _plain(obj: Any) -> Any:
@@ -249,14 +285,17 @@ class _Run:
                  eval_data: BatchSource | None, on_log: Callable[[dict[str, Any]], None] | None):
         self.cfg, self.data, self.eval_data, self.on_log = cfg, data, eval_data, on_log
         self.run_dir = run_dir
-        self.device = resolve_device(cfg.device)
+        self.world = init_world(cfg.parallel, cfg.device)
+        self.rows = rows_per_rank(cfg, self.world.world_size)
+        self.device = self.world.device
         prepare_model(model, cfg.precision)  # fp8: block linears become Fp8Linear (same parameters)
-        self.model = model.to(self.device)
+        self.model = model.to(self.device)  # what checkpoints hold: plain, or sharded in place by FSDP
         self.model.train()
-        self.forward = torch.compile(model) if cfg.compile else model
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(model, cfg.optimizer)
-        self.metrics = MetricsLog(run_dir / METRICS_FILE)
+        self.wrapped = wrap_model(self.model, self.world, cfg.precision)  # DDP: a wrapper around it
+        self.forward = torch.compile(self.wrapped) if cfg.compile else self.wrapped
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(self.model, cfg.optimizer)
+        self.metrics = MetricsLog(run_dir / METRICS_FILE)  # written by rank 0 only
         self.config = _plain(to_mapping(cfg))
         self.wsd_branch = stable_end(cfg.steps, cfg.schedule) if cfg.schedule.name == "wsd" else None
         flops = getattr(model, "flops_per_token", None)
@@ -265,37 +304,46 @@ class _Run:
         self.session_start = time.perf_counter()
         self.elapsed_base = 0.0
         self.window_tokens, self.window_s = 0, 0.0
+        self.current_step: int | None = None  # the step being trained, for error messages
 
     def elapsed(self) -> float:
         return self.elapsed_base + time.perf_counter() - self.session_start
 
+    def latest(self) -> Path | None:
+        """Rank 0's latest checkpoint, on every rank: the ranks must agree on what they load."""
+        return broadcast_object(self.world, latest_checkpoint(self.run_dir) if self.world.is_main else None)
+
     def start(self) -> _Progress:
         """Resume from the latest checkpoint, or start afresh with a step-0 checkpoint."""
-        ckpt = latest_checkpoint(self.run_dir)
+        ckpt = self.latest()
         if ckpt is None:
-            torch.manual_seed(self.cfg.seed)
-            np.random.seed(self.cfg.seed)
-            random.seed(self.cfg.seed)
+            seed = self.cfg.seed + self.world.rank  # dropout and the like differ between ranks
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            random.seed(seed)
             progress = _Progress()
-            self.metrics.truncate_after(0)
+            if self.world.is_main:
+                self.metrics.truncate_after(0)
             self.checkpoint(progress)
             return progress
-        verify_checkpoint(ckpt)
+        verify_checkpoint(ckpt, world=self.world)
         _check_resumable(read_state(ckpt).get("config", {}), self.config, ckpt)
-        state = load_checkpoint(ckpt, self.model, self.optimizer, restore_rng=True, verify=False)
+        state = load_checkpoint(ckpt, self.model, self.optimizer, restore_rng=True, verify=False,
+                                world=self.world)
         progress = _Progress.from_state(state)
         if progress.step > self.cfg.steps:
             raise PhasebookError(f"{ckpt} is at step {progress.step}, past steps={self.cfg.steps}; "
                                  "raise steps or use a new run_dir.")
         self.elapsed_base = progress.elapsed_s
-        self.metrics.truncate_after(progress.step)
+        if self.world.is_main:
+            self.metrics.truncate_after(progress.step)
         return progress
 
     def checkpoint(self, progress: _Progress) -> None:
         progress.elapsed_s = self.elapsed()
         save_checkpoint(self.run_dir, progress.step, self.model, self.optimizer,
                         progress.to_state(self.config), keep=self.cfg.keep_checkpoints,
-                        keep_forever=progress.step == self.wsd_branch)
+                        keep_forever=progress.step == self.wsd_branch, world=self.world)
 
     def rewind(self, progress: _Progress, bad: list[int], reason: str) -> _Progress:
         """Back to the latest checkpoint, with the offending data indices added to the skipped ones."""
@@ -306,13 +354,14 @@ class _Run:
                 f"training in {self.run_dir} is unstable: step {progress.step + 1} had {reason} after "
                 f"{self.cfg.max_rewinds} rewinds already (skipped data indices: {skipped}). Lower the "
                 "learning rate, raise warmup_steps or clip, or raise max_rewinds.")
-        ckpt = latest_checkpoint(self.run_dir)
+        ckpt = self.latest()
         if ckpt is None:
             raise PhasebookError(f"{self.run_dir}: no checkpoint to rewind to (deleted during the run?).")
-        state = load_checkpoint(ckpt, self.model, self.optimizer, restore_rng=True)
+        state = load_checkpoint(ckpt, self.model, self.optimizer, restore_rng=True, world=self.world)
         restored = _Progress.from_state(state)
         restored.skipped, restored.rewinds = skipped, rewinds
-        self.metrics.truncate_after(restored.step)
+        if self.world.is_main:
+            self.metrics.truncate_after(restored.step)
         self.window_tokens, self.window_s = 0, 0.0
         return restored
 
@@ -324,21 +373,25 @@ class _Run:
         return loss > cfg.spike_factor * mean and loss > mean + cfg.spike_margin
 
     def step(self, progress: _Progress) -> tuple[_Progress, dict[str, Any] | None]:
-        """One optimizer step (or a rewind); returns the new progress and the step's values."""
-        cfg = self.cfg
+        """One optimizer step (or a rewind); returns the new progress and the step's values.
+
+        Every rank reaches the same verdict (finite, spike): loss and gradient norm are global.
+        """
+        cfg, world = self.cfg, self.world
         t0 = time.perf_counter()
         multiplier = lr_multiplier(progress.step, cfg.steps, cfg.schedule)
         set_learning_rates(self.optimizer, multiplier)
         indices = data_indices(progress.step, cfg.grad_accum, progress.skipped)
         batches = []
         for index in indices:
-            x, y = self.data.batch(index, cfg.micro_batch_size, cfg.seq_len, 0, 1)
+            x, y = self.data.batch(index, self.rows, cfg.seq_len, world.rank, world.world_size)
             batches.append((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)))
         self.optimizer.zero_grad(set_to_none=True)
         loss_t, ce_t = accumulate_gradients(self.forward, batches, precision=cfg.precision,
-                                            device=self.device)
+                                            device=self.device, sync_module=self.wrapped)
         norm_t = gradient_norm(self.params)
-        loss, ce, norm = torch.stack([loss_t, ce_t, norm_t.float().to(loss_t.device)]).tolist()
+        means = mean_over_ranks(world, torch.stack([loss_t, ce_t]))
+        loss, ce, norm = torch.cat([means, norm_t.float().reshape(1).to(means.device)]).tolist()
         if not (math.isfinite(loss) and math.isfinite(norm)):
             reason = f"a non-finite loss ({loss}) or gradient norm ({norm})"
             return self.rewind(progress, indices, reason), None
@@ -367,20 +420,42 @@ class _Run:
             record["muon_lr"] = self.cfg.optimizer.muon_lr * values["multiplier"]
         if val_loss is not None:
             record["val_loss"] = val_loss
-        self.metrics.append(record)
+        if self.world.is_main:
+            self.metrics.append(record)
         if self.on_log is not None:
             self.on_log(dict(record))
         return record
 
+    def lost_contact(self) -> PhasebookError:
+        ckpt = latest_checkpoint(self.run_dir)
+        when = f"in step {self.current_step}" if self.current_step is not None else "while starting"
+        where = (f"the last good checkpoint is {ckpt}" if ckpt is not None
+                 else f"there is no checkpoint in {self.run_dir} yet")
+        return PhasebookError(
+            f"rank {self.world.rank} lost contact with the other ranks {when} (did another rank die?); "
+            f"{where} — run the same command again, or launch with torchrun --max-restarts N, to "
+            "resume from it.")
+
     def run(self) -> TrainResult:
-        cfg = self.cfg
+        """Train to the end; a collective that fails because another rank died or stopped
+        answering becomes an error naming this rank, the step and the checkpoint to resume from."""
+        try:
+            return self.train_steps()
+        except (RuntimeError, CheckpointException) as exc:
+            if self.world.world_size > 1 and lost_peer(exc):
+                raise self.lost_contact() from exc
+            raise
+
+    def train_steps(self) -> TrainResult:
+        cfg, world = self.cfg, self.world
         progress = self.start()
         interactive = sys.stderr.isatty()
-        bar = tqdm(total=cfg.steps, initial=progress.step, disable=not cfg.progress, file=sys.stderr,
-                   mininterval=0.5 if interactive else 10.0, desc="train", unit="step",
+        bar = tqdm(total=cfg.steps, initial=progress.step, disable=not (cfg.progress and world.is_main),
+                   file=sys.stderr, mininterval=0.5 if interactive else 10.0, desc="train", unit="step",
                    dynamic_ncols=interactive)
         try:
             while progress.step < cfg.steps:
+                self.current_step = progress.step + 1
                 progress, values = self.step(progress)
                 if values is None:  # rewound
                     bar.n = progress.step
@@ -391,7 +466,8 @@ class _Run:
                 val_loss = None
                 eval_due = last or (cfg.eval_interval > 0 and n % cfg.eval_interval == 0)
                 if self.eval_data is not None and eval_due:
-                    val_loss = progress.val_loss = evaluate(self.forward, self.eval_data, cfg, self.device)
+                    val_loss = progress.val_loss = evaluate(self.forward, self.eval_data, cfg, self.device,
+                                                            world)
                 if last or val_loss is not None or n % cfg.log_interval == 0:
                     record = self.log(progress, values, val_loss)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", refresh=False)
@@ -400,13 +476,16 @@ class _Run:
                 bar.update(1)
         finally:
             bar.close()
-        tokens_per_s = progress.tokens / progress.train_s if progress.train_s > 0 else 0.0
-        return TrainResult(
-            steps=progress.step, final_loss=progress.loss, final_val_loss=progress.val_loss,
-            tokens_seen=progress.tokens, tokens_per_s=tokens_per_s,
-            mfu=mfu(tokens_per_s, self.flops_per_token, self.peak), wall_s=self.elapsed(),
-            rewinds=progress.rewinds, skipped=[*progress.skipped], metrics=self.metrics.read(),
-            run_dir=self.run_dir)
+        result = None
+        if world.is_main:  # rank 0's figures and metrics file, the same on every rank
+            tokens_per_s = progress.tokens / progress.train_s if progress.train_s > 0 else 0.0
+            result = TrainResult(
+                steps=progress.step, final_loss=progress.loss, final_val_loss=progress.val_loss,
+                tokens_seen=progress.tokens, tokens_per_s=tokens_per_s,
+                mfu=mfu(tokens_per_s, self.flops_per_token, self.peak), wall_s=self.elapsed(),
+                rewinds=progress.rewinds, skipped=[*progress.skipped], metrics=self.metrics.read(),
+                run_dir=self.run_dir)
+        return broadcast_object(world, result)
 
 
 def train(model: nn.Module, data: BatchSource, cfg: TrainConfig, run_dir: Path | str, *,
@@ -417,5 +496,11 @@ def train(model: nn.Module, data: BatchSource, cfg: TrainConfig, run_dir: Path |
 
     The model is moved to the configured device and trained in place; `model(x, y)` must return
     an object with `.loss` (what is minimised) and `.ce_loss` (what is reported and evaluated).
+
+    Under torchrun every rank calls this with the same arguments and the same run_dir (on a
+    filesystem they share): the loop joins the process group, wraps the model (DDP, or FSDP
+    sharding `model` in place) and writes checkpoints together; `on_log` runs on every rank;
+    every rank returns rank 0's result. Afterwards `distributed.full_state_dict(model)` gives
+    rank 0 the whole weights.
     """
     return _Run(model, data, cfg, Path(run_dir), eval_data, on_log).run()

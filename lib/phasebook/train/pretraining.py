@@ -9,7 +9,9 @@ from them rather than starting over.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime
 import json
 import shutil
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from phasebook.data import (
     CorpusConfig,
@@ -29,10 +32,19 @@ from phasebook.data import (
     pack,
     train_tokenizer,
 )
+from phasebook.errors import PhasebookError
 from phasebook.model import GPT, ModelConfig
 from phasebook.store import Store
-from phasebook.train.checkpoint import list_checkpoints, load_checkpoint, load_weights, save_weights
-from phasebook.train.loop import TrainConfig, train
+from phasebook.train.checkpoint import (
+    CheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+    load_weights,
+    save_weights,
+    verify_checkpoint,
+)
+from phasebook.train.distributed import World, full_state_dict, init_world
+from phasebook.train.loop import METRICS_FILE, TrainConfig, TrainResult, train
 from phasebook.train.metrics import MetricsLog
 from phasebook.train.optim import OptimizerConfig
 from phasebook.train.schedules import ScheduleConfig
@@ -67,9 +79,12 @@ class PretrainConfig:
         c.done()
 
     def key(self) -> dict[str, Any]:
-        """What identifies the result: the configuration without its display-only switches."""
+        """What identifies the result: the configuration without its display-only switch and
+        without the parallel strategy, which says how the same training is spread over ranks (a
+        run may resume under another strategy and world size, and a model trained on 8 GPUs is
+        the one the notebooks then load)."""
         key = dataclasses.asdict(self)
-        del key["train"]["progress"]
+        del key["train"]["progress"], key["train"]["parallel"]
         return key
 
     def replace(self, **sections: dict[str, Any]) -> PretrainConfig:
@@ -152,33 +167,168 @@ def token_stream(corpus: CorpusConfig, split: str, tokenizer: Tokenizer,
 
 def pretrain(cfg: PretrainConfig = PRESETS["base"], store: Store | None = None) -> Pretrained:
     """Train `cfg` once per compute version (see `provenance.compute_version`) and return the
-    stored result; a run killed earlier resumes from its checkpoints."""
+    stored result; a run killed earlier resumes from its checkpoints.
+
+    Under torchrun every rank calls it with the same configuration and store, which must be a
+    folder that every node sees at the same path (a shared filesystem): rank 0 prepares the
+    tokenizer and token streams, all ranks train together in the store's scratch folder, rank 0
+    writes the result, and every rank returns it, loaded.
+    """
     store = store or Store()
+    world = init_world(cfg.train.parallel, cfg.train.device)
+    with _Rank0Messages(world) as messages:
+        if world.is_main:
+            path = _pretrain_as_rank0(cfg, store, messages)
+        else:
+            path = _pretrain_as_other_rank(cfg, store, world, messages)
+    return load_pretrained(path, cfg)
+
+
+# How long the other ranks wait for rank 0 between the training collectives: while it trains the
+# tokenizer and tokenizes the corpus (minutes for gpu-125m), and while it writes the result. A rank
+# that dies meanwhile ends the job sooner: torchrun then stops the others.
+RANK0_WAIT = datetime.timedelta(hours=6)
+
+
+class _Rank0Messages:
+    """What rank 0 tells the other ranks of a pre-training job, outside the training itself, on a
+    process group of its own whose timeout allows for the data preparation (RANK0_WAIT): either
+    {"train": ...} (the run must be trained; here is where), {"done": path} or {"failed": why}."""
+
+    def __init__(self, world: World):
+        self.world = world
+        self.group: Any = None
+        self.others_waiting = True  # the other ranks wait for a message (they are not training)
+
+    def __enter__(self) -> _Rank0Messages:
+        if self.world.world_size > 1:
+            self.group = dist.new_group(backend="gloo", timeout=RANK0_WAIT)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and self.world.is_main and self.others_waiting:
+            with contextlib.suppress(RuntimeError):  # they may be gone too; the first error is the story
+                self.send({"failed": f"{type(exc).__name__}: {exc}"})
+        if self.group is not None:
+            dist.destroy_process_group(self.group)
+
+    def _broadcast(self, message: dict[str, Any] | None) -> dict[str, Any]:
+        box = [message]
+        dist.broadcast_object_list(box, src=0, group=self.group)
+        return box[0]  # type: ignore[return-value]
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Rank 0: tell every other rank (nothing to do in a single process)."""
+        if self.group is not None:
+            self._broadcast(message)
+        self.others_waiting = "train" not in message
+
+    def training_over(self) -> None:
+        """Rank 0: the other ranks have left the training and wait for the next message."""
+        self.others_waiting = True
+
+    def receive(self) -> dict[str, Any]:
+        """Another rank: wait for rank 0's next message; raise if rank 0 failed."""
+        message = self._broadcast(None)
+        if "failed" in message:
+            raise PhasebookError(f"rank {self.world.rank} stops because rank 0 failed: {message['failed']}")
+        return message
+
+
+def _pretrain_as_rank0(cfg: PretrainConfig, store: Store, messages: _Rank0Messages) -> Path:
     tokenizer = tokenizer_for(cfg.corpus, cfg.model.vocab_size, store)
 
     def produce(out: Path, scratch: Path) -> None:
-        train_data = PackedTokens(token_stream(cfg.corpus, "train", tokenizer, store), seed=cfg.train.seed)
-        val_data = PackedTokens(token_stream(cfg.corpus, "validation", tokenizer, store),
-                                seed=cfg.train.seed + 1)
-        torch.manual_seed(cfg.train.seed)  # the initial weights are part of what the seed fixes
-        model = GPT(cfg.model)
-        result = train(model, train_data, cfg.train, scratch, eval_data=val_data)
-        save_weights(model.cpu(), out / "model.safetensors")
-        _save_snapshots(scratch, cfg.model, out / SNAPSHOTS)
-        (out / "tokenizer.json").write_text(tokenizer.to_json(), encoding="utf-8")
-        shutil.copy(scratch / "metrics.jsonl", out / "metrics.jsonl")
-        summary = {
-            "steps": result.steps, "final_loss": result.final_loss,
-            "final_val_loss": result.final_val_loss, "tokens_seen": result.tokens_seen,
-            "tokens_per_s": result.tokens_per_s, "mfu": result.mfu, "wall_s": result.wall_s,
-            "rewinds": result.rewinds, "skipped": result.skipped,
-            "parameters": model.num_params(), "non_embedding_parameters": model.num_params(True),
-            "train_tokens_available": train_data.num_tokens,
-        }
-        (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        train_data, val_data = _token_data(cfg, tokenizer, store)
+        messages.send({"train": {"target": str(store.path("pretrain", cfg.key())), "scratch": str(scratch)}})
+        model, result = _train(cfg, train_data, val_data, scratch)
+        final = _final_model(model, cfg)
+        messages.training_over()
+        _write_result(out, scratch, cfg, tokenizer, final, result, train_data)
 
     path = store.artifact("pretrain", cfg.key(), produce)
-    return load_pretrained(path, cfg)
+    messages.send({"done": str(path)})
+    return path
+
+
+def _pretrain_as_other_rank(cfg: PretrainConfig, store: Store, world: World,
+                            messages: _Rank0Messages) -> Path:
+    target = store.path("pretrain", cfg.key())
+    message = messages.receive()
+    if "train" in message:
+        where = message["train"]
+        if where["target"] != str(target):
+            raise PhasebookError(
+                f"rank {world.rank} stores this run at {target}, rank 0 at {where['target']}: every node "
+                "must run the same phasebook code with the same store (PHASEBOOK_STORE).")
+        if not Path(where["scratch"]).is_dir():
+            raise PhasebookError(
+                f"rank {world.rank} cannot see rank 0's scratch folder {where['scratch']}: the store must "
+                "be on a filesystem that every node shares, at the same path (set PHASEBOOK_STORE).")
+        tokenizer = tokenizer_for(cfg.corpus, cfg.model.vocab_size, store)  # stored by rank 0
+        train_data, val_data = _token_data(cfg, tokenizer, store)
+        model, _ = _train(cfg, train_data, val_data, Path(where["scratch"]))
+        _final_model(model, cfg)  # gathering the weights takes every rank
+        message = messages.receive()
+    return Path(message["done"])
+
+
+def _token_data(cfg: PretrainConfig, tokenizer: Tokenizer, store: Store) -> tuple[PackedTokens, PackedTokens]:
+    train_data = PackedTokens(token_stream(cfg.corpus, "train", tokenizer, store), seed=cfg.train.seed)
+    val_data = PackedTokens(token_stream(cfg.corpus, "validation", tokenizer, store), seed=cfg.train.seed + 1)
+    return train_data, val_data
+
+
+def _train(cfg: PretrainConfig, train_data: PackedTokens, val_data: PackedTokens,
+           run_dir: Path) -> tuple[GPT, TrainResult]:
+    torch.manual_seed(cfg.train.seed)  # the initial weights are part of what the seed fixes
+    model = GPT(cfg.model)
+    return model, train(model, train_data, cfg.train, run_dir, eval_data=val_data)
+
+
+def _final_model(trained: GPT, cfg: PretrainConfig) -> GPT:
+    """The trained weights in a plain model on CPU (rank 0; other ranks get an untrained one): under
+    FSDP each rank holds only a shard, gathered here."""
+    weights = full_state_dict(trained)
+    final = GPT(cfg.model)
+    if weights:
+        final.load_state_dict(weights)
+    return final
+
+
+def _write_result(out: Path, scratch: Path, cfg: PretrainConfig, tokenizer: Tokenizer, model: GPT,
+                  result: TrainResult, train_data: PackedTokens) -> None:
+    save_weights(model, out / "model.safetensors")
+    _save_snapshots(scratch, cfg.model, out / SNAPSHOTS)
+    (out / "tokenizer.json").write_text(tokenizer.to_json(), encoding="utf-8")
+    shutil.copy(scratch / METRICS_FILE, out / METRICS_FILE)
+    summary = {
+        "steps": result.steps, "final_loss": result.final_loss,
+        "final_val_loss": result.final_val_loss, "tokens_seen": result.tokens_seen,
+        "tokens_per_s": result.tokens_per_s, "mfu": result.mfu, "wall_s": result.wall_s,
+        "rewinds": result.rewinds, "skipped": result.skipped,
+        "parameters": model.num_params(), "non_embedding_parameters": model.num_params(True),
+        "train_tokens_available": train_data.num_tokens,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+
+
+def scratch_folder(cfg: PretrainConfig, store: Store) -> Path:
+    """Where `pretrain(cfg, store)` trains and keeps its checkpoints until the result is stored
+    (the scratch folder `Store.artifact` hands it)."""
+    return store.scratch_path("pretrain", cfg.key())
+
+
+def last_good_checkpoint(cfg: PretrainConfig, store: Store) -> Path | None:
+    """The newest checkpoint of an unfinished `pretrain(cfg, store)` that passes its checksums,
+    which the next call resumes from; None when there is none."""
+    for ckpt in reversed(list_checkpoints(scratch_folder(cfg, store))):
+        try:
+            verify_checkpoint(ckpt)
+        except CheckpointError:
+            continue
+        return ckpt
+    return None
 
 
 SNAPSHOTS = "snapshots"
