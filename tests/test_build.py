@@ -45,6 +45,9 @@ def test_glued_number_reaches_content_page(built_book):
     value = glued[0]["data"]["application/papermill.record/text/plain"].strip("'")
     html = (root / "build" / "site" / "en" / "index.html").read_text()
     assert f"best degree of <span class=\"pasted-text\">{value}</span>" in html
+    # The fixture's cell ends with a glue: a glue shows nothing in the page, not the glued text.
+    results = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "execute_result"]
+    assert results == []
 
 
 def test_chinese_run_reuses_english_results(built_book):

@@ -28,11 +28,11 @@ def figure(fig: Any, figure_id: str, title: str, data: dict[str, Any], caption: 
     save_figure(fig, figure_id, title, data, caption, interactive_html)
 
 
-def glue(name: str, value: Any, digits: int = 3, percent: bool = False, count: bool = False) -> str:
+def glue(name: str, value: Any, digits: int = 3, percent: bool = False, count: bool = False) -> None:
     """Record `value` under `name` for pages to quote, formatted for the notebook's language.
 
     `percent` writes a share as a percentage; `count` writes a large count in words
-    ("1.12 million" / "112万").
+    ("1.12 million" / "112万"). Returns nothing, so a cell that ends with a glue shows no output.
     """
     from myst_nb import glue as nb_glue
 
@@ -48,4 +48,3 @@ def glue(name: str, value: Any, digits: int = 3, percent: bool = False, count: b
         shown = i18n.format_number(value, digits)
     # Glued as a str: `{glue:text}` literal-evals the repr back to exactly this text.
     nb_glue(name, shown, display=False)
-    return shown
