@@ -91,7 +91,7 @@ def figure_html(rec: Record, prefix: str, folder: Path | None = None) -> str:
 {body}
 <figcaption><strong>{_("{title}.", lang).format(title=title)}</strong>{sep}{caption}</figcaption>
 <details class="pb-cite"><summary>{_('Cite this figure', lang)} · <code>{fid}</code></summary>
-<p class="pb-downloads">{_('Download', lang)}: {links}</p>
+<p class="pb-downloads">{_('Download:', lang)}{sep}{links}</p>
 <pre class="pb-bibtex">{html.escape(bibtex(rec))}</pre>
 <p class="pb-cite-text">{html.escape(text(rec))}</p>
 <p>{_('Parameters', lang)} (<code>{rec['params_hash']}</code>):</p>{_params_table(rec)}
