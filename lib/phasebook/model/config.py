@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from phasebook.validation import Checks
+
+ROPE_SCALING_TYPES = ("linear", "yarn")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,8 +24,15 @@ class ModelConfig:
     n_kv_head: int | None = None  # grouped-query attention; None = n_head (plain multi-head)
     ffn_hidden: int | None = None  # None = 8/3·d_model rounded up to a multiple of 32
     max_seq_len: int  # the training context; RoPE itself has no hard limit
+    # RoPE and its context extension (the maths is in `gpt.rope_frequencies`): raising rope_base is ABF;
+    # rope_scaling = s > 1 stretches the angles by s, uniformly ("linear", position interpolation) or
+    # per frequency ("yarn", which also needs the pre-training context and sharpens attention).
     rope_base: float = 10000.0
-    rope_scaling: float = 1.0  # linear position interpolation: RoPE sees position / rope_scaling
+    rope_scaling: float = 1.0  # s; 1 = plain RoPE whatever the type
+    rope_scaling_type: Literal["linear", "yarn"] = "linear"
+    rope_original_max_seq_len: int | None = None  # yarn only: the context the model was pre-trained at
+    rope_yarn_alpha: float = 1.0  # yarn: below alpha turns within that context, a frequency is interpolated
+    rope_yarn_beta: float = 32.0  # yarn: above beta turns it is kept; a linear ramp in between
     qk_norm: bool = False  # RMSNorm on each head's queries and keys before RoPE
     tie_embeddings: bool = True  # the LM head reuses the token-embedding matrix
     z_loss: float = 0.0  # weight of mean(logsumexp(logits)²) added to the loss
@@ -39,6 +49,7 @@ class ModelConfig:
             c.range("ffn_hidden", 1, integer=True)
         c.range("rope_base", 1.0, lo_open=True)
         c.range("rope_scaling", 1.0)
+        self._check_rope_scaling(c)
         c.range("z_loss", 0.0)
         c.range("norm_eps", 0.0, lo_open=True)
         c.range("init_std", 0.0, lo_open=True)
@@ -53,6 +64,24 @@ class ModelConfig:
             c.rule(self.n_head % self.kv_heads == 0, "n_kv_head",
                    f"must divide n_head={self.n_head} (each key/value head serves a group of query heads).")
         c.done()
+
+    def _check_rope_scaling(self, c: Checks) -> None:
+        c.choice("rope_scaling_type", ROPE_SCALING_TYPES)
+        n_before = len(c.problems)
+        c.range("rope_yarn_alpha", 0.0, lo_open=True)
+        c.range("rope_yarn_beta", 0.0, lo_open=True)
+        if len(c.problems) == n_before:
+            c.rule(self.rope_yarn_beta > self.rope_yarn_alpha, "rope_yarn_beta",
+                   f"must be above rope_yarn_alpha={self.rope_yarn_alpha}: the ramp runs from alpha to beta.")
+        original = self.rope_original_max_seq_len
+        if self.rope_scaling_type != "yarn":
+            c.rule(original is None, "rope_original_max_seq_len",
+                   f"only rope_scaling_type 'yarn' uses it (here {self.rope_scaling_type!r}); leave it None.")
+        elif original is None:
+            c.fail("rope_original_max_seq_len", "is None; rope_scaling_type 'yarn' needs the context length "
+                   "the model was pre-trained at (it decides which frequencies are interpolated).")
+        else:
+            c.range("rope_original_max_seq_len", 1, integer=True)
 
     @property
     def head_dim(self) -> int:

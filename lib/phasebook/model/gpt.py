@@ -37,16 +37,73 @@ class RMSNorm(nn.Module):
         return rms_norm(x, self.weight, self.eps)
 
 
-def rope_angles(positions: Tensor, head_dim: int, base: float, scaling: float = 1.0) -> tuple[Tensor, Tensor]:
-    """cos and sin (B, T, head_dim/2) of the rotary angles (position / scaling) · base^(-2i/head_dim).
+def rope_frequencies(head_dim: int, base: float, scaling: float = 1.0, *, method: str = "linear",
+                     original_max_seq_len: int | None = None, yarn_alpha: float = 1.0,
+                     yarn_beta: float = 32.0, device: torch.device | None = None) -> Tensor:
+    """The rotation per position θ'_i of each pair i = 0 … head_dim/2 − 1 (float32), and why.
 
-    Dividing positions by `scaling` is linear position interpolation: a model trained at
-    length L sees positions up to scaling·L inside the range of angles it was trained on.
+    Plain RoPE turns pair i of the token at position p by the angle p·θ_i, θ_i = base^(−2i/head_dim):
+    pair 0 turns by a radian per position, the last pair barely at all. Attention scores then
+    depend on the angle (p − q)·θ_i between a query and a key only. A model trained on contexts of
+    length L has seen the angles 0 … L·θ_i; a longer context brings angles it never saw, on the
+    slow pairs, which turn less than once within L. The extensions make long contexts look short:
+
+    - ABF (adjusted base frequency) raises `base` itself: all θ_i shrink, the slow ones the most.
+    - "linear" (position interpolation): θ'_i = θ_i / s for every pair, so position p·s gets
+      exactly the angles that position p had (the model sees positions ÷ s).
+    - "yarn" ("NTK-by-parts" interpolation of YaRN): pair i completes r_i = L / λ_i turns within
+      the pre-training context L = `original_max_seq_len` (λ_i = 2π / θ_i is its wavelength).
+      A pair with r_i ≥ β turns often enough that every angle is familiar: it keeps θ_i
+      (extrapolates), so nearby tokens stay as sharply ordered as in pre-training. A pair with
+      r_i ≤ α has not seen a full turn: it is interpolated, θ_i / s. In between the share kept,
+      γ_i = (r_i − α) / (β − α), ramps linearly: θ'_i = (1 − γ_i)·θ_i / s + γ_i·θ_i.
+
+    With s = 1 every method is plain RoPE. YaRN also sharpens attention; see
+    `rope_attention_factor`.
     """
-    exponents = torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim
+    exponents = torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim
     inv_freq = base ** -exponents
-    angles = (positions.float() / scaling).unsqueeze(-1) * inv_freq
-    return angles.cos(), angles.sin()
+    if method == "linear":
+        return inv_freq / scaling
+    if method != "yarn":
+        raise ValueError(f"RoPE scaling method is {method!r}; allowed: 'linear', 'yarn'.")
+    if original_max_seq_len is None:
+        raise ValueError("RoPE scaling method 'yarn' needs original_max_seq_len, the pre-training context.")
+    turns = original_max_seq_len * inv_freq / (2 * math.pi)  # r_i = L / λ_i
+    kept = ((turns - yarn_alpha) / (yarn_beta - yarn_alpha)).clamp(0.0, 1.0)  # γ_i
+    interpolated = inv_freq / scaling
+    return interpolated + kept * (inv_freq - interpolated)  # the blend above, exact at s = 1
+
+
+def rope_attention_factor(scaling: float, method: str = "linear") -> float:
+    """How much "yarn" scales queries and keys: √(1/t) = 0.1·ln(s) + 1; 1 for the other methods.
+
+    Stretching the context spreads attention over more keys, and its softmax gets flatter (its
+    entropy rises). YaRN divides the attention logits by a temperature t < 1, sharpening it back:
+    softmax(q·k / (t·√d)). Scaling q and k each by √(1/t) does that without touching attention,
+    so the factor is folded into RoPE's cos and sin (`rope_angles`), and logits grow by its square.
+    """
+    return 0.1 * math.log(scaling) + 1.0 if method == "yarn" else 1.0
+
+
+def rope_angles(positions: Tensor, head_dim: int, base: float, scaling: float = 1.0, *,
+                method: str = "linear", original_max_seq_len: int | None = None, yarn_alpha: float = 1.0,
+                yarn_beta: float = 32.0) -> tuple[Tensor, Tensor]:
+    """cos and sin (B, T, head_dim/2) of the rotary angles of `positions` (B, T), each multiplied by
+    `rope_attention_factor` (1 but for "yarn").
+
+    The angle of pair i at position p is p·θ'_i with θ'_i from `rope_frequencies`; for "linear"
+    it is computed as (p / scaling)·θ_i, position interpolation as it is usually written.
+    """
+    inv_freq = rope_frequencies(head_dim, base, 1.0 if method == "linear" else scaling, method=method,
+                                original_max_seq_len=original_max_seq_len, yarn_alpha=yarn_alpha,
+                                yarn_beta=yarn_beta, device=positions.device)
+    scaled = positions.float() / scaling if method == "linear" else positions.float()
+    angles = scaled.unsqueeze(-1) * inv_freq
+    factor = rope_attention_factor(scaling, method)
+    if factor == 1.0:
+        return angles.cos(), angles.sin()
+    return angles.cos() * factor, angles.sin() * factor
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -239,7 +296,11 @@ class GPT(nn.Module):
         start = 0 if cache is None else cache.length
         if positions is None:
             positions = torch.arange(start, start + t, device=idx.device).expand(b, t)
-        cos, sin = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_base, self.cfg.rope_scaling)
+        cfg = self.cfg
+        cos, sin = rope_angles(
+            positions, cfg.head_dim, cfg.rope_base, cfg.rope_scaling, method=cfg.rope_scaling_type,
+            original_max_seq_len=cfg.rope_original_max_seq_len, yarn_alpha=cfg.rope_yarn_alpha,
+            yarn_beta=cfg.rope_yarn_beta)
         if cache is not None:
             mask = cache.begin(segment_ids if segment_ids is not None else torch.zeros_like(idx))
         elif segment_ids is not None:

@@ -1,5 +1,5 @@
 """Training: optimizers, learning-rate schedules, checkpoints, metrics, the training loop and its
-data-parallel ranks."""
+data-parallel ranks; mid-training (annealing branches, domain adaptation with replay)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,24 @@ from phasebook.train.checkpoint import (
 from phasebook.train.distributed import World, barrier, broadcast_object, full_state_dict, init_world
 from phasebook.train.loop import TrainConfig, TrainResult, data_indices, evaluate, train
 from phasebook.train.metrics import MetricsLog, mfu, peak_flops
+from phasebook.train.midtraining import (
+    AdaptConfig,
+    Adapted,
+    AnnealConfig,
+    Annealed,
+    adapt,
+    anneal,
+    replay_mixture,
+)
 from phasebook.train.optim import Muon, OptimizerConfig, build_optimizer, orthogonalize
 from phasebook.train.precision import autocast, prepare_model
 from phasebook.train.schedules import ScheduleConfig, lr_multiplier, stable_end
 
 __all__ = [
+    "AdaptConfig",
+    "Adapted",
+    "AnnealConfig",
+    "Annealed",
     "CheckpointError",
     "MetricsLog",
     "Muon",
@@ -30,6 +43,8 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "World",
+    "adapt",
+    "anneal",
     "autocast",
     "barrier",
     "broadcast_object",
@@ -48,6 +63,7 @@ __all__ = [
     "peak_flops",
     "prepare_model",
     "read_state",
+    "replay_mixture",
     "save_checkpoint",
     "save_weights",
     "stable_end",

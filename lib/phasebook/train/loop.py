@@ -282,9 +282,10 @@ class _Run:
     """One call of `train`: the objects and bookkeeping shared by its steps."""
 
     def __init__(self, model: nn.Module, data: BatchSource, cfg: TrainConfig, run_dir: Path,
-                 eval_data: BatchSource | None, on_log: Callable[[dict[str, Any]], None] | None):
+                 eval_data: BatchSource | None, on_log: Callable[[dict[str, Any]], None] | None,
+                 init_from: Path | None = None):
         self.cfg, self.data, self.eval_data, self.on_log = cfg, data, eval_data, on_log
-        self.run_dir = run_dir
+        self.run_dir, self.init_from = run_dir, init_from
         self.world = init_world(cfg.parallel, cfg.device)
         self.rows = rows_per_rank(cfg, self.world.world_size)
         self.device = self.world.device
@@ -314,9 +315,12 @@ class _Run:
         return broadcast_object(self.world, latest_checkpoint(self.run_dir) if self.world.is_main else None)
 
     def start(self) -> _Progress:
-        """Resume from the latest checkpoint, or start afresh with a step-0 checkpoint."""
+        """Resume from the latest checkpoint, or start afresh with a step-0 checkpoint (from the
+        weights and optimizer state of `init_from`, when given)."""
         ckpt = self.latest()
         if ckpt is None:
+            if self.init_from is not None:
+                self.initialise_from(self.init_from)
             seed = self.cfg.seed + self.world.rank  # dropout and the like differ between ranks
             torch.manual_seed(seed)
             np.random.seed(seed)
@@ -338,6 +342,18 @@ class _Run:
         if self.world.is_main:
             self.metrics.truncate_after(progress.step)
         return progress
+
+    def initialise_from(self, ckpt: Path) -> None:
+        """Load another run's checkpoint as this run's starting point: its weights and optimizer
+        state (moments, per-parameter step counts), nothing else. Its step, random generators and
+        skipped data stay with it, and so do its optimizer hyperparameters: the param groups keep
+        this run's peak rates and weight decay. Verified before anything is written."""
+        verify_checkpoint(ckpt, world=self.world)
+        own_settings = [{k: v for k, v in group.items() if k != "params"}
+                        for group in self.optimizer.param_groups]
+        load_checkpoint(ckpt, self.model, self.optimizer, verify=False, world=self.world)
+        for group, settings in zip(self.optimizer.param_groups, own_settings, strict=True):
+            group.update(settings)
 
     def checkpoint(self, progress: _Progress) -> None:
         progress.elapsed_s = self.elapsed()
@@ -490,9 +506,15 @@ class _Run:
 
 def train(model: nn.Module, data: BatchSource, cfg: TrainConfig, run_dir: Path | str, *,
           eval_data: BatchSource | None = None,
-          on_log: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+          on_log: Callable[[dict[str, Any]], None] | None = None,
+          init_from: Path | str | None = None) -> TrainResult:
     """Train `model` on `data` for `cfg.steps` optimizer steps in `run_dir`, resuming if it holds
     a checkpoint. `on_log` receives every record written to the metrics log.
+
+    `init_from`: a checkpoint of another run (an annealing branch's WSD branch point, say) whose
+    weights and optimizer state a fresh run starts from, after verifying it (CheckpointError
+    naming the bad file, with nothing written). The new run counts its own steps from 0 with its
+    own seed and data; once it has checkpoints of its own, it resumes from those instead.
 
     The model is moved to the configured device and trained in place; `model(x, y)` must return
     an object with `.loss` (what is minimised) and `.ce_loss` (what is reported and evaluated).
@@ -503,4 +525,5 @@ def train(model: nn.Module, data: BatchSource, cfg: TrainConfig, run_dir: Path |
     every rank returns rank 0's result. Afterwards `distributed.full_state_dict(model)` gives
     rank 0 the whole weights.
     """
-    return _Run(model, data, cfg, Path(run_dir), eval_data, on_log).run()
+    return _Run(model, data, cfg, Path(run_dir), eval_data, on_log,
+                None if init_from is None else Path(init_from)).run()

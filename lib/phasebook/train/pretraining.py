@@ -40,6 +40,7 @@ from phasebook.train.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     load_weights,
+    read_state,
     save_weights,
     verify_checkpoint,
 )
@@ -47,7 +48,7 @@ from phasebook.train.distributed import World, full_state_dict, init_world
 from phasebook.train.loop import METRICS_FILE, TrainConfig, TrainResult, train
 from phasebook.train.metrics import MetricsLog
 from phasebook.train.optim import OptimizerConfig
-from phasebook.train.schedules import ScheduleConfig
+from phasebook.train.schedules import ScheduleConfig, stable_end
 from phasebook.validation import Checks, from_mapping
 
 # The book's default world: few enough fictional people that a tiny model meets each one's
@@ -132,6 +133,13 @@ class Pretrained:
     def snapshot_steps(self) -> list[int]:
         """Steps whose weights were kept (the last `train.keep_checkpoints` checkpoints)."""
         return sorted(int(p.name[5:12]) for p in (self.path / SNAPSHOTS).glob("step-*.safetensors"))
+
+    @property
+    def branch_checkpoint(self) -> Path | None:
+        """A WSD run's end-of-stable checkpoint (weights and optimizer state, the training loop's
+        checkpoint format), which annealing branches start from; None for other schedules."""
+        folder = self.path / BRANCH
+        return folder if folder.is_dir() else None
 
     def snapshot(self, step: int) -> GPT:
         """The model as it was after `step` optimizer steps (eval mode, on CPU)."""
@@ -300,6 +308,7 @@ def _write_result(out: Path, scratch: Path, cfg: PretrainConfig, tokenizer: Toke
                   result: TrainResult, train_data: PackedTokens) -> None:
     save_weights(model, out / "model.safetensors")
     _save_snapshots(scratch, cfg.model, out / SNAPSHOTS)
+    _keep_branch_point(scratch, cfg.train, out / BRANCH)
     (out / "tokenizer.json").write_text(tokenizer.to_json(), encoding="utf-8")
     shutil.copy(scratch / METRICS_FILE, out / METRICS_FILE)
     summary = {
@@ -341,6 +350,24 @@ def _save_snapshots(run_dir: Path, model_cfg: ModelConfig, folder: Path) -> None
     for ckpt in list_checkpoints(run_dir):
         step = load_checkpoint(ckpt, model)["step"]
         save_weights(model, folder / f"step-{step:07d}.safetensors")
+
+
+BRANCH = "branch"
+
+
+def _keep_branch_point(run_dir: Path, train_cfg: TrainConfig, folder: Path) -> None:
+    """A WSD run: copy its end-of-stable checkpoint (the loop keeps it through pruning) into the
+    result, verified, so that annealing branches can start from it after the scratch is gone."""
+    if train_cfg.schedule.name != "wsd":
+        return
+    step = stable_end(train_cfg.steps, train_cfg.schedule)
+    found = [c for c in list_checkpoints(run_dir) if read_state(c)["step"] == step]
+    if not found:
+        raise PhasebookError(f"{run_dir}: the WSD branch-point checkpoint (step {step}) is missing; "
+                             "it is kept through pruning, so it was deleted by hand. Delete the run's "
+                             "scratch folder to train again.")
+    verify_checkpoint(found[0])
+    shutil.copytree(found[0], folder)
 
 
 def load_pretrained(path: Path, cfg: PretrainConfig) -> Pretrained:
