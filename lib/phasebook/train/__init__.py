@@ -19,9 +19,8 @@ from phasebook.train.loop import TrainConfig, TrainResult, data_indices, evaluat
 from phasebook.train.metrics import MetricsLog, mfu, peak_flops
 from phasebook.train.midtraining import (
     AdaptConfig,
-    Adapted,
     AnnealConfig,
-    Annealed,
+    MidtrainingRun,
     adapt,
     anneal,
     replay_mixture,
@@ -32,11 +31,10 @@ from phasebook.train.schedules import ScheduleConfig, lr_multiplier, stable_end
 
 __all__ = [
     "AdaptConfig",
-    "Adapted",
     "AnnealConfig",
-    "Annealed",
     "CheckpointError",
     "MetricsLog",
+    "MidtrainingRun",
     "Muon",
     "OptimizerConfig",
     "ScheduleConfig",

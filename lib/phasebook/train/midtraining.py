@@ -150,29 +150,13 @@ class _Continued:
 
 
 @dataclass
-class Annealed:
-    """A stored annealing branch, loaded: the model after the decay (eval mode, on CPU), the
-    metrics of its logged steps (counted from the branch point: step k is the base's step
-    `summary["branch_step"]` + k), its summary (see `anneal`) and the base it branched from."""
+class MidtrainingRun:
+    """A stored annealing branch or continued pre-training run, loaded: the trained model (eval
+    mode, on CPU), the metrics of its logged steps, its summary (see `anneal` and `adapt`) and the
+    base it started from. An annealing branch counts its steps from the branch point: its step k is
+    the base's step `summary["branch_step"]` + k."""
 
-    config: AnnealConfig
-    base: Pretrained
-    path: Path
-    model: GPT
-    metrics: list[dict[str, Any]]
-    summary: dict[str, Any]
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self.base.tokenizer
-
-
-@dataclass
-class Adapted:
-    """A stored continued pre-training run, loaded: the adapted model (eval mode, on CPU), its
-    metrics, its summary (see `adapt`) and the base it started from."""
-
-    config: AdaptConfig
+    config: AnnealConfig | AdaptConfig
     base: Pretrained
     path: Path
     model: GPT
@@ -233,7 +217,7 @@ def _run_summary(result: TrainResult) -> dict[str, Any]:
             "rewinds": result.rewinds, "skipped": result.skipped}
 
 
-def anneal(base: PretrainConfig, cfg: AnnealConfig, store: Store | None = None) -> Annealed:
+def anneal(base: PretrainConfig, cfg: AnnealConfig, store: Store | None = None) -> MidtrainingRun:
     """Pre-train `base` (a WSD run; stored), then branch from its end-of-stable checkpoint and
     decay on `cfg.mixture`; stored by the hash of (base, cfg), resuming a killed branch.
 
@@ -284,7 +268,7 @@ def anneal(base: PretrainConfig, cfg: AnnealConfig, store: Store | None = None) 
 
     path = store.artifact("anneal", {"base": base.key(), "anneal": dataclasses.asdict(cfg)}, produce)
     model, metrics, summary = _load_run(path, pretrained)
-    return Annealed(cfg, pretrained, path, model, metrics, summary)
+    return MidtrainingRun(cfg, pretrained, path, model, metrics, summary)
 
 
 def _decay_summary(base: Pretrained, branch: Path, annealed: GPT, result: TrainResult, run_cfg: TrainConfig,
@@ -313,7 +297,7 @@ def _decay_summary(base: Pretrained, branch: Path, annealed: GPT, result: TrainR
         "branch": phase(result.steps, "anneal_mix", "annealed", result.metrics[-1]["ce_loss"])}}
 
 
-def adapt(base: PretrainConfig, cfg: AdaptConfig, store: Store | None = None) -> Adapted:
+def adapt(base: PretrainConfig, cfg: AdaptConfig, store: Store | None = None) -> MidtrainingRun:
     """Pre-train `base` (stored), then continue from its final weights on
     `cfg.mixture(base mixture)` with a fresh optimizer; stored by the hash of (base, cfg).
 
@@ -354,7 +338,7 @@ def adapt(base: PretrainConfig, cfg: AdaptConfig, store: Store | None = None) ->
 
     path = store.artifact("adapt", {"base": base.key(), "adapt": dataclasses.asdict(cfg)}, produce)
     model, metrics, summary = _load_run(path, pretrained)
-    return Adapted(cfg, pretrained, path, model, metrics, summary)
+    return MidtrainingRun(cfg, pretrained, path, model, metrics, summary)
 
 
 def _adapt_summary(base: Pretrained, adapted: GPT, run_cfg: TrainConfig, held_out: dict[str, CorpusConfig],
