@@ -870,7 +870,7 @@ pb.glue("ext_share", ext_tokens / book_run.summary["tokens_seen"], percent=True,
 
 # %% [markdown] tags=["en"]
 # The base model, which never saw the task, writes {glue:text}`acc_base_orig` of the codes even
-# at its own length: {glue:text}`base_lookup` After the *before* stage the model writes
+# at its own length: {glue:text}`base_lookup` After that stage the model writes
 # {glue:text}`acc_before_orig` of the codes at {glue:text}`original_len` tokens,
 # {glue:text}`acc_before_2x` at twice that length and {glue:text}`acc_before_new` at
 # {glue:text}`new_len`: {glue:text}`plain_rope`
@@ -906,7 +906,7 @@ pb.glue("ext_share", ext_tokens / book_run.summary["tokens_seen"], percent=True,
 
 # %% [markdown] tags=["zh"]
 # 从没见过这个任务的基座模型，即使在它自己的长度上，写对的密码也只有 {glue:text}`acc_base_orig`：
-# {glue:text}`base_lookup`经过“扩展前”那一阶段，模型在 {glue:text}`original_len` 个词元的长度上能写对
+# {glue:text}`base_lookup`经过这一阶段，模型在 {glue:text}`original_len` 个词元的长度上能写对
 # {glue:text}`acc_before_orig` 的密码，长度翻倍时为 {glue:text}`acc_before_2x`，到
 # {glue:text}`new_len` 个词元时为 {glue:text}`acc_before_new`：{glue:text}`plain_rope`
 #
