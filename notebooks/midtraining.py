@@ -60,8 +60,10 @@ n_eval: int = 100  # held-out word problems scored per language
 adapt_steps: int = 60  # steps of continued pre-training on the math domain
 adapt_lr: float = 0.001  # peak learning rate of continued pre-training
 replays: list[float] = [0.0, 0.1, 0.2, 0.5]  # shares of general data replayed (must include 0, 0.1, 0.2)
+before_steps: int = 500  # steps that teach the book's base model the look-up at its own length
 context_factor: int = 4  # the extended context, in multiples of the base model's training length
 context_steps: int = 200  # steps of training at the extended length, per method
+context_batch_size: int = 4  # sequences per step at the extended length
 context_methods: list[str] = ["abf", "linear", "yarn"]  # RoPE changes compared (also: "none")
 n_retrieval: int = 100  # look-up test items scored at each context length
 
@@ -685,10 +687,11 @@ print((decode(list(example.prompt[1:])) + "▸" + decode(list(example.answer))).
 # 打一次分，这就是*零样本*的结果。
 
 # %%
-before_cfg = before_config(ctx_base)
+before_cfg = before_config(ctx_base, before_steps)
 before = extend_context(ctx_base, before_cfg, store)
 extended = {m: extend_context(ctx_base, ContextConfig(method=m, new_seq_len=new_len, steps=context_steps,
-                                                      start_from=before_cfg), store)
+                                                      batch_size=context_batch_size, start_from=before_cfg),
+                              store)
             for m in context_methods}
 
 
@@ -829,8 +832,8 @@ pb.glue("best_method", METHOD_NAMES[best])
 pb.glue("acc_best_new", acc_at[best][new_len], percent=True, digits=0)
 short_len = lengths[0]
 lost = [m for m in works if acc_at[m][short_len] < acc_at["before"][short_len] - 0.1]
-pb.glue("short_items", spaced(_("One cost shows at the other end: on items of only {n} tokens, {methods} now "
-                         "write fewer codes than before extension ({before} before; {after}).").format(
+pb.glue("short_items", spaced(_("One cost shows at the other end: on items of only {n} tokens, fewer codes come "
+                         "out right after extension with {methods} than before it ({before} before; {after}).").format(
     n=short_len, methods=method_list(lost), before=format_percent(acc_at["before"][short_len], 0),
     after=_(", ").join(f"{METHOD_NAMES[m]} {format_percent(acc_at[m][short_len], 0)}" for m in lost)))
     if lost else "")
