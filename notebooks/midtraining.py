@@ -832,8 +832,9 @@ pb.glue("best_method", METHOD_NAMES[best])
 pb.glue("acc_best_new", acc_at[best][new_len], percent=True, digits=0)
 short_len = lengths[0]
 lost = [m for m in works if acc_at[m][short_len] < acc_at["before"][short_len] - 0.1]
-pb.glue("short_items", spaced(_("One cost shows at the other end: on items of only {n} tokens, fewer codes come "
-                         "out right after extension with {methods} than before it ({before} before; {after}).").format(
+short_message = _("One cost shows at the other end: on items of only {n} tokens, fewer codes come out right "
+                  "after extension with {methods} than before it ({before} before; {after}).")
+pb.glue("short_items", spaced(short_message.format(
     n=short_len, methods=method_list(lost), before=format_percent(acc_at["before"][short_len], 0),
     after=_(", ").join(f"{METHOD_NAMES[m]} {format_percent(acc_at[m][short_len], 0)}" for m in lost)))
     if lost else "")
