@@ -172,14 +172,18 @@ class WordProblem:
             sentences.insert(1 + d.position, text)
         return sentences
 
-    def prompt(self, lang: Lang) -> str:
-        """The question, ending with the answer cue ("\\nA:" / "\\n答：")."""
+    def question(self, lang: Lang) -> str:
+        """The story and its question, without the pre-training cues (a chat turn's prompt)."""
         slots = self._slots(lang)
         if lang == "en":
             question = f"How many {slots['items']} does {slots['name']} have now?"
-            return f"Q: {' '.join(self._sentences(lang))} {question}\nA:"
+            return f"{' '.join(self._sentences(lang))} {question}"
         question = f"{slots['name']}现在有多少{slots['mw']}{slots['item']}？"
-        return f"问：{''.join(self._sentences(lang))}{question}\n答："
+        return f"{''.join(self._sentences(lang))}{question}"
+
+    def prompt(self, lang: Lang) -> str:
+        """The question, ending with the answer cue ("\\nA:" / "\\n答：")."""
+        return f"Q: {self.question(lang)}\nA:" if lang == "en" else f"问：{self.question(lang)}\n答："
 
     def completion(self, lang: Lang, cot: bool = True) -> str:
         """The answer; with `cot`, one equation per step before it."""

@@ -195,30 +195,36 @@ def data_indices(step: int, grad_accum: int, skipped: Iterable[int]) -> list[int
 
 
 def micro_step(model: nn.Module, x: Tensor, y: Tensor, *, precision: str, device: torch.device,
-               loss_scale: float) -> tuple[Tensor, Tensor]:
-    """Forward and backward of one micro-batch; returns its (detached) loss and CE loss."""
+               loss_scale: float) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """Forward and backward of one micro-batch; returns its (detached) loss, CE loss and the
+    output's extra `metrics` (post-training objectives report reward, KL, … there; may be absent)."""
     with autocast(precision, device):
         out = model(x, y)
     (out.loss * loss_scale).backward()
-    return out.loss.detach().float(), out.ce_loss.detach().float()
+    extra = {name: value.detach().float() for name, value in (getattr(out, "metrics", None) or {}).items()}
+    return out.loss.detach().float(), out.ce_loss.detach().float(), extra
 
 
 def accumulate_gradients(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], *, precision: str,
-                         device: torch.device, sync_module: nn.Module | None = None) -> tuple[Tensor, Tensor]:
-    """Gradients of the mean loss over equal-sized micro-batches; returns the mean (loss, CE loss).
+                         device: torch.device, sync_module: nn.Module | None = None,
+                         ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """Gradients of the mean loss over equal-sized micro-batches; returns the mean (loss, CE loss,
+    extra metrics by name).
 
     `sync_module` (default `model`): the DDP or FSDP module whose gradients are averaged over
     ranks; only the last micro-batch's backward does that, the others accumulate locally.
     """
-    losses, ces = [], []
+    losses, ces, extras = [], [], []
     last = len(batches) - 1
     for m, (x, y) in enumerate(batches):
         with gradient_sync(model if sync_module is None else sync_module, enabled=m == last):
-            loss, ce = micro_step(model, x, y, precision=precision, device=device,
-                                  loss_scale=1.0 / len(batches))
+            loss, ce, extra = micro_step(model, x, y, precision=precision, device=device,
+                                         loss_scale=1.0 / len(batches))
         losses.append(loss)
         ces.append(ce)
-    return torch.stack(losses).mean(), torch.stack(ces).mean()
+        extras.append(extra)
+    means = {name: torch.stack([e[name] for e in extras]).mean() for name in extras[0]}
+    return torch.stack(losses).mean(), torch.stack(ces).mean(), means
 
 
 def gradient_norm(params: Sequence[nn.Parameter]) -> Tensor:
@@ -403,11 +409,13 @@ class _Run:
             x, y = self.data.batch(index, self.rows, cfg.seq_len, world.rank, world.world_size)
             batches.append((x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)))
         self.optimizer.zero_grad(set_to_none=True)
-        loss_t, ce_t = accumulate_gradients(self.forward, batches, precision=cfg.precision,
-                                            device=self.device, sync_module=self.wrapped)
+        loss_t, ce_t, extra_t = accumulate_gradients(self.forward, batches, precision=cfg.precision,
+                                                     device=self.device, sync_module=self.wrapped)
         norm_t = gradient_norm(self.params)
-        means = mean_over_ranks(world, torch.stack([loss_t, ce_t]))
-        loss, ce, norm = torch.cat([means, norm_t.float().reshape(1).to(means.device)]).tolist()
+        means = mean_over_ranks(world, torch.stack([loss_t, ce_t, *extra_t.values()]))
+        norm_1 = norm_t.float().reshape(1).to(means.device)
+        loss, ce, *extra_values, norm = torch.cat([means, norm_1]).tolist()
+        extra = dict(zip(extra_t, extra_values, strict=True))
         if not (math.isfinite(loss) and math.isfinite(norm)):
             reason = f"a non-finite loss ({loss}) or gradient norm ({norm})"
             return self.rewind(progress, indices, reason), None
@@ -422,7 +430,8 @@ class _Run:
         progress.train_s += seconds
         self.window_tokens += cfg.batch_size * cfg.seq_len
         self.window_s += seconds
-        return progress, {"loss": loss, "ce_loss": ce, "grad_norm": norm, "multiplier": multiplier}
+        return progress, {"loss": loss, "ce_loss": ce, "grad_norm": norm, "multiplier": multiplier,
+                          "extra": extra}
 
     def log(self, progress: _Progress, values: dict[str, Any], val_loss: float | None) -> dict[str, Any]:
         tokens_per_s = self.window_tokens / self.window_s if self.window_s > 0 else 0.0
@@ -432,6 +441,7 @@ class _Run:
             "lr": self.cfg.optimizer.lr * values["multiplier"], "grad_norm": values["grad_norm"],
             "tokens": progress.tokens, "tokens_per_s": tokens_per_s,
             "mfu": mfu(tokens_per_s, self.flops_per_token, self.peak), "elapsed_s": self.elapsed()}
+        record.update(values["extra"])  # an objective's own metrics (see micro_step)
         if self.cfg.optimizer.name == "muon":
             record["muon_lr"] = self.cfg.optimizer.muon_lr * values["multiplier"]
         if val_loss is not None:
@@ -517,7 +527,9 @@ def train(model: nn.Module, data: BatchSource, cfg: TrainConfig, run_dir: Path |
     own seed and data; once it has checkpoints of its own, it resumes from those instead.
 
     The model is moved to the configured device and trained in place; `model(x, y)` must return
-    an object with `.loss` (what is minimised) and `.ce_loss` (what is reported and evaluated).
+    an object with `.loss` (what is minimised) and `.ce_loss` (what is reported and evaluated),
+    and may carry `.metrics`, a dict of scalar tensors averaged over micro-batches and ranks and
+    logged with each record (how the post-training objectives report rewards, margins, KL).
 
     Under torchrun every rank calls this with the same arguments and the same run_dir (on a
     filesystem they share): the loop joins the process group, wraps the model (DDP, or FSDP
