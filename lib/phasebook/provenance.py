@@ -38,14 +38,27 @@ def code_version() -> str:
     return _hash_files(_library_files(), PACKAGE_DIR)[:16]
 
 
+# Later training stages: their code is part of the version of their own results (store kinds
+# named "post-…") and of nothing earlier, so work on post-training never retrains the base model.
+LATER_STAGES = ("post",)
+LATER_KIND_PREFIX = "post-"
+
+
 @cache
-def compute_version() -> str:
+def compute_version(later_stages: bool = False) -> str:
     """Hash of the code that computes results (data, model, training, evaluation, store).
 
     Stored results (trained models, metrics) depend on this, not on the site renderer, the
-    CLI or the message catalogs, so editing those does not retrain anything.
+    CLI or the message catalogs, so editing those does not retrain anything. Results of the
+    later stages (`later_stages=True`) depend on their own code too; earlier ones do not.
     """
-    return _hash_files(_library_files(PRESENTATION), PACKAGE_DIR)[:16]
+    skip = PRESENTATION if later_stages else PRESENTATION + LATER_STAGES
+    return _hash_files(_library_files(skip), PACKAGE_DIR)[:16]
+
+
+def kind_version(kind: str) -> str:
+    """The compute version a stored result of `kind` depends on (see LATER_KIND_PREFIX)."""
+    return compute_version(later_stages=kind.startswith(LATER_KIND_PREFIX))
 
 
 def directory_digest(folder: Path) -> str:

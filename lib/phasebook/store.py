@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from phasebook.provenance import compute_version, now, sha256_file
+from phasebook.provenance import kind_version, now, sha256_file
 
 Result = dict[str, Any]  # values: numpy arrays or JSON-serialisable objects
 
 
 def config_hash(kind: str, config: Any) -> str:
-    blob = json.dumps({"kind": kind, "config": config, "code": compute_version()},
+    blob = json.dumps({"kind": kind, "config": config, "code": kind_version(kind)},
                       sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -117,7 +117,7 @@ class Store:
     def _write_manifest(self, folder: Path, kind: str, config: Any) -> None:
         files = {str(f.relative_to(folder)): sha256_file(f)
                  for f in sorted(folder.rglob("*")) if f.is_file()}
-        manifest = {"kind": kind, "config": config, "code_version": compute_version(),
+        manifest = {"kind": kind, "config": config, "code_version": kind_version(kind),
                     "created": now(), "files": files}
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
 
