@@ -372,6 +372,8 @@ pb.glue("granularity_verdict", granularity_verdict)
 # master weights and AdamW's state stay in fp32.
 
 # %% [markdown] tags=["zh"]
+# ## 用 fp32、bf16 和 fp8 训练
+#
 # 同一个模型（{glue:text}`n_params` 个参数）从同一个初始化出发、在同样的批次上训练三遍，每遍
 # {glue:text}`steps` 步，只有 `precision` 不同。在 fp8 运行中，Transformer 块里的每个线性层都用带上述
 # 缩放因子的 E4M3 操作数来计算前向乘积、输入梯度和权重梯度；词嵌入、归一化层、注意力和输出头用 bf16，
@@ -475,6 +477,8 @@ else:
 # that produced them. {glue:text}`gpu_status`
 
 # %% [markdown] tags=["zh"]
+# ## GPU 上的内核速度
+#
 # fp8 的意义在于速度：H100 的张量核心做 E4M3 矩阵乘法的速度是 bf16 的两倍。我们的内核能否拿到这份
 # 加速，要在 GPU 上用 `phasebook bench kernels` 来测；测量结果连同产生它的硬件、软件版本、日期和
 # 提交号一起存放在代码仓库中。{glue:text}`gpu_status`

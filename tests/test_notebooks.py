@@ -61,3 +61,13 @@ def test_chinese_line_breaks_are_joined_outside_code():
             "- 列表项的\n  续行\nEnglish\nstays")
     assert join_cjk_lines(text) == ("# 标题\n同一个多项式的误差是 {glue:text}`x`\n下一行\n\n"
                                     "```python\n# 中文\n# 注释\n```\n- 列表项的续行\nEnglish\nstays")
+
+
+def test_a_heading_missing_in_one_language_is_reported(tmp_path):
+    path = tmp_path / "nb.py"
+    path.write_text('# %% [markdown] tags=["en"]\n# # T\n\n# %% [markdown] tags=["zh"]\n# # 标题\n\n'
+                    '# %% tags=["parameters"]\nx: int = 1  # x\n\n'
+                    '# %% [markdown] tags=["en"]\n# ## Results\n\nText.\n\n'
+                    '# %% [markdown] tags=["zh"]\n# 正文。\n\n# %%\nprint(x)\n')
+    problems = [str(p) for p in load_notebook(path, ["en", "zh"]).problems()]
+    assert len(problems) == 1 and "different headings" in problems[0] and "zh: none" in problems[0]

@@ -57,9 +57,11 @@ class NotebookSource:
         return parse_parameters_cell(cells[0].source, str(self.path), first)
 
     def problems(self) -> list[Problem]:
-        """Bilingual parity: every stretch of prose between code cells exists in each language."""
+        """Bilingual parity: every stretch of prose between code cells exists in each language,
+        with the same headings (by level), so both pages have the same table of contents."""
         problems = []
         section: set[str] = set()
+        headings: dict[str, list[int]] = {}
         index = 0
 
         def close(at: int) -> None:
@@ -67,6 +69,13 @@ class NotebookSource:
                 missing = ", ".join(sorted(set(self.languages) - section))
                 problems.append(Problem(str(self.path), f"cell {at}",
                                         f"prose before this point has no {missing} version."))
+            levels = {lang: headings.get(lang, []) for lang in self.languages}
+            if section and section != {SHARED} and len({tuple(v) for v in levels.values()}) > 1:
+                shown = "; ".join(f"{lang}: {' '.join('#' * n for n in v) or 'none'}"
+                                  for lang, v in levels.items())
+                problems.append(Problem(str(self.path), f"cell {at}", "prose before this point has different "
+                                        f"headings in each language ({shown})."))
+            headings.clear()
 
         for index, cell in enumerate(self.notebook.cells):
             if cell.cell_type == "markdown":
@@ -77,6 +86,8 @@ class NotebookSource:
                                             f"{SHARED} (e.g. `# %% [markdown] tags=[\"en\"]`)."))
                     continue
                 section.add(tags[0])
+                headings.setdefault(tags[0], []).extend(
+                    len(m.group(1)) for m in re.finditer(r"^(#{1,6}) ", cell.source, flags=re.M))
             else:
                 close(index)
                 section = set()
