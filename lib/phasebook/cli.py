@@ -1,4 +1,4 @@
-"""The `phasebook` command: build | run | check | cite | pretrain | bench | serve."""
+"""The `phasebook` command: build | run | check | sync | cite | pretrain | bench | serve."""
 
 from __future__ import annotations
 
@@ -65,12 +65,35 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from phasebook.book.check import check
+    from phasebook.book.pages import load_pages
 
     book = _book(args)
     sources = check(book)
     params = sum(len(s.parameters) for s in sources.values())
     print(f"book.yml OK: {len(book.pages)} pages × {len(book.languages)} languages, "
           f"{len(sources)} notebooks ({params} parameters), profiles: {', '.join(book.profiles)}")
+    pages = load_pages(book)
+    for page_id in sorted(pages.pages):
+        for lang in sorted(pages.pages[page_id]):
+            if changed := pages.stale(page_id, lang):
+                print(f"stale translation: content/{page_id}.{lang}.md — the {', '.join(changed)} version "
+                      f"changed since it was last synced (readers see a notice); after updating it, run "
+                      f"`phasebook sync {page_id}`")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from phasebook.book.pages import sync
+
+    book = _book(args)
+    try:
+        written = sync(book, args.page)
+    except (KeyError, ValueError) as exc:
+        raise PhasebookError(str(exc).strip("'\"")) from exc
+    for path in written:
+        print(f"synced: {path.relative_to(book.root)}")
+    if not written:
+        print(f"{args.page}: already in sync")
     return 0
 
 
@@ -319,6 +342,11 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="validate book.yml, pages, notebooks, parameters")
     c.set_defaults(func=cmd_check)
+
+    sy = sub.add_parser("sync", help="record a content page's languages as translations of each other "
+                        "(after updating one to match the other)")
+    sy.add_argument("page", help="page id, e.g. essays/interpolation")
+    sy.set_defaults(func=cmd_sync)
 
     ci = sub.add_parser("cite", help="print a figure's citation")
     ci.add_argument("figure_id")

@@ -9,6 +9,7 @@ from pathlib import Path
 from babel.messages.extract import extract_from_file
 
 from phasebook.book.notebooks import NotebookSource, load_notebook
+from phasebook.book.pages import check_content_model
 from phasebook.book.params import resolve
 from phasebook.config import Book
 from phasebook.errors import PhasebookError, Problem
@@ -89,7 +90,8 @@ def untranslated(book: Book) -> list[Problem]:
 def check(book: Book) -> dict[str, NotebookSource]:
     """Validate notebooks, parameters of every profile, pages and catalogs; raise on problems."""
     sources = notebook_sources(book)
-    problems = check_notebooks(book, sources) + check_pages(book) + untranslated(book)
+    problems = (check_notebooks(book, sources) + check_pages(book) + check_content_model(book)
+                + untranslated(book))
     if problems:
         raise PhasebookError(problems)
     return sources

@@ -22,6 +22,7 @@ import nbformat
 import yaml
 
 from phasebook.book.execute import RunOutcome
+from phasebook.book.pages import load_pages, rendered_body
 from phasebook.book.sphinx_ext import LANGUAGE_NAMES
 from phasebook.config import Book
 from phasebook.errors import PhasebookError
@@ -216,13 +217,12 @@ def prepare_sources(book: Book, lang: str, outcomes: list[RunOutcome], figures: 
     files: dict[str, Path] = {}
     generated: dict[str, str | bytes] = {}
     others = tuple(f".{other}.md" for other in book.languages if other != lang)
+    pages = load_pages(book)
     for rel, path in tree_files(book.root / "content").items():
         if rel.endswith(f".{lang}.md"):
-            target = rel[: -len(f".{lang}.md")] + ".md"
-            if lang == "zh":
-                generated[target] = join_cjk_lines(path.read_text(encoding="utf-8"))
-            else:
-                files[target] = path
+            page_id = rel[: -len(f".{lang}.md")]
+            text = rendered_body(pages, page_id, lang)
+            generated[page_id + ".md"] = join_cjk_lines(text) if lang == "zh" else text
         elif not rel.endswith(others):
             files[rel] = path
     for outcome in outcomes:
