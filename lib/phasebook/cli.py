@@ -303,6 +303,20 @@ def cmd_bench_parallel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_rollout(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from phasebook.bench import rollout as bench_rollout
+
+    record = bench_rollout.run(new_tokens=args.new_tokens, batch_size=args.batch_size, repeat=args.repeat,
+                               device=args.device, out=Path(args.out) if args.out else None,
+                               command=_command_line())
+    print(bench_rollout.report(record))
+    if args.out:
+        print(f"written: {args.out}")
+    return 0
+
+
 def cmd_bench_kernels(args: argparse.Namespace) -> int:
     import shlex
     from pathlib import Path
@@ -402,6 +416,13 @@ def parser() -> argparse.ArgumentParser:
                     help="override a field, e.g. --set train.batch_size=8 (the batch of each rank)")
     bp.add_argument("--out", help="write the measurement as JSON with provenance to this file")
     bp.set_defaults(func=cmd_bench_parallel)
+    br = bench_sub.add_parser("rollout", help="sampling tokens/s with the KV cache against recomputation")
+    br.add_argument("--new-tokens", type=int, default=256, help="tokens generated per prompt (default: 256)")
+    br.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default: 16)")
+    br.add_argument("--repeat", type=int, default=3, help="timed calls per path; the median is reported")
+    br.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    br.add_argument("--out", help="write the measurement as JSON with provenance to this file")
+    br.set_defaults(func=cmd_bench_rollout)
 
     s = sub.add_parser("serve", help="serve build/site on localhost")
     s.add_argument("--port", type=int, default=8000)
