@@ -28,8 +28,8 @@ def test_project_pages_follow_the_content_model():
 def test_front_matter_errors_name_the_page_and_the_field(fixture_book):
     en = fixture_book / "content" / "index.en.md"
     _front(en, "kind: home", "kind: hoem\ncolour: blue")
-    _front(en, "links: []", "links: [notes/nowhere, experiments/tiny]")
-    _front(en, "cites: []", "cites: [nobody2020]")
+    _front(en, "links: [experiments/tiny]", "links: [notes/nowhere, experiments/tiny]")
+    _front(en, "cites: [fixture2026]", "cites: [nobody2020]")
     en.write_text(en.read_text(encoding="utf-8") + "\nSee {cite}`fixture2026`.\n", encoding="utf-8")
     problems = [str(p) for p in check_content_model(load_book(fixture_book))]
     text = "\n".join(problems)

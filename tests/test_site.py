@@ -127,3 +127,36 @@ def test_chinese_ui_and_search(page, site):
     page.goto(f"{site}/zh/search.html?q=内插")
     page.wait_for_selector("#search-results li", timeout=15000)
     assert "测试首页" in page.inner_text("#search-results")
+
+
+def test_paper_network_opens_the_clicked_node_in_the_same_language(page, site):
+    paper = "Tests 2026: A Fixture"
+    for lang, home in (("en", "Fixture home"), ("zh", "测试首页")):
+        page.goto(f"{site}/{lang}/network.html")
+        page.wait_for_function("window.pbNetwork && window.pbNetwork.getPositions()['index']")
+        legend = page.inner_text(".pb-network-legend")
+        assert ("Experiment" if lang == "en" else "实验") in legend
+        # The neighbours panel lists the home page's neighbours when the search finds it.
+        page.fill(".pb-network-search", home[:4])
+        panel = page.inner_text(".pb-network-panel")
+        assert home in panel and paper in panel
+        # Clicking the experiment's node opens its page in the page's language.
+        page.evaluate("window.pbNetwork.stopSimulation()")
+        x, y = page.evaluate("""() => {
+            const n = window.pbNetwork, p = n.getPositions(['experiments/tiny'])['experiments/tiny'];
+            const d = n.canvasToDOM(p);
+            const r = document.querySelector('#pb-network-canvas').getBoundingClientRect();
+            return [r.left + d.x, r.top + d.y]; }""")
+        page.mouse.click(x, y)
+        page.wait_for_url(f"**/{lang}/experiments/tiny.html")
+
+
+def test_every_page_lists_its_connected_pages_and_the_bibliography_its_citers(page, site):
+    page.goto(f"{site}/zh/experiments/tiny.html")
+    box = page.inner_text(".pb-connected")
+    assert "相关页面" in box and "测试首页" in box and "链接到本页" in box
+    page.click(".pb-connected a:has-text('测试首页')")
+    page.wait_for_url("**/zh/index.html")
+    page.goto(f"{site}/en/bibliography.html#paper-fixture2026")
+    entry = page.locator("dl.pb-papers dd").first.inner_text()
+    assert "Cited by" in entry and "Fixture home" in entry

@@ -22,6 +22,15 @@ import nbformat
 import yaml
 
 from phasebook.book.execute import RunOutcome
+from phasebook.book.network import (
+    NETWORK_PAGE,
+    build_graph,
+    cited_by_section,
+    connected_section,
+    network_page,
+    vis_assets,
+)
+from phasebook.book.notebooks import load_notebook
 from phasebook.book.pages import load_pages, rendered_body
 from phasebook.book.sphinx_ext import LANGUAGE_NAMES
 from phasebook.config import Book
@@ -162,6 +171,8 @@ def _toc(book: Book, lang: str) -> dict:
     parts = []
     for i, part in enumerate(book.parts):
         chapters = [{"file": c.docname} for c in part.chapters[1 if i == 0 else 0:]]
+        if i == 0:  # the Paper Network comes right after the home page
+            chapters.insert(0, {"file": NETWORK_PAGE})
         if chapters:
             parts.append({"caption": part.title[lang], "chapters": chapters})
     return {"format": "jb-book", "root": root, "parts": parts}
@@ -218,17 +229,29 @@ def prepare_sources(book: Book, lang: str, outcomes: list[RunOutcome], figures: 
     generated: dict[str, str | bytes] = {}
     others = tuple(f".{other}.md" for other in book.languages if other != lang)
     pages = load_pages(book)
+    titles = {name: {code: load_notebook(book.notebook_path(name), book.languages).title(code)
+                     for code in book.languages} for name in book.notebooks}
+    graph = build_graph(book, pages, titles)
     for rel, path in tree_files(book.root / "content").items():
         if rel.endswith(f".{lang}.md"):
             page_id = rel[: -len(f".{lang}.md")]
-            text = rendered_body(pages, page_id, lang)
+            text = rendered_body(pages, page_id, lang) + connected_section(graph, page_id, lang)
+            if page_id == "bibliography":
+                text += cited_by_section(graph, lang)
             generated[page_id + ".md"] = join_cjk_lines(text) if lang == "zh" else text
         elif not rel.endswith(others):
             files[rel] = path
     for outcome in outcomes:
         if outcome.spec.lang == lang:
             nb = notebook_page(outcome, lang)
+            connected = connected_section(graph, f"experiments/{outcome.spec.source.name}", lang)
+            if connected:
+                nb.cells.append(nbformat.v4.new_markdown_cell(connected.strip(), id=f"c{len(nb.cells)}"))
             generated[f"experiments/{outcome.spec.source.name}.ipynb"] = nbformat.writes(nb)
+    generated[f"{NETWORK_PAGE}.md"] = network_page(graph, lang)
+    for name, path in vis_assets().items():
+        files[f"_static/{name}"] = path
+    files["_static/pb-network.js"] = ASSETS / "pb-network.js"
     generated["_toc.yml"] = yaml.safe_dump(_toc(book, lang), allow_unicode=True, sort_keys=False)
     generated["_config.yml"] = yaml.safe_dump(_config(book, lang), allow_unicode=True,
                                               sort_keys=False)
