@@ -42,7 +42,7 @@ def test_misspelt_key_names_line_and_suggests(fixture_book):
 
 def test_misspelt_top_level_key(fixture_book):
     (err,) = errors_for(fixture_book, "profiles:", "profile:")
-    assert "book.yml:16: profile:" in err and "Did you mean 'profiles'?" in err
+    assert "book.yml:19: profile:" in err and "Did you mean 'profiles'?" in err
 
 
 def test_wrong_type(fixture_book):

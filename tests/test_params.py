@@ -85,4 +85,4 @@ def test_profile_with_mistyped_value_fails_check(fixture_book, capsys):
     path.write_text(path.read_text().replace("{divisor: 2}", "{divisor: two}"))
     assert main(["--book", str(fixture_book), "check"]) == 2
     err = capsys.readouterr().err
-    assert "book.yml:19: divisor: cannot use 'two'" in err
+    assert "book.yml:22: divisor: cannot use 'two'" in err
