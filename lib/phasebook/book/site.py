@@ -213,6 +213,8 @@ def _config(book: Book, lang: str) -> dict:
                     "home_page_in_toc": True,
                     "search_bar_text": _("Search this book...", lang),
                 },
+                # The theme reads its colour mode from here; left empty, it logs a console error.
+                "html_context": {"default_mode": "auto"},
                 "pb_lang": lang,
                 "pb_languages": list(book.languages),
                 "pb_figures_dir": str(book.build_dir / "figures"),
