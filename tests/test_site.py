@@ -160,3 +160,18 @@ def test_every_page_lists_its_connected_pages_and_the_bibliography_its_citers(pa
     page.goto(f"{site}/en/bibliography.html#paper-fixture2026")
     entry = page.locator("dl.pb-papers dd").first.inner_text()
     assert "Cited by" in entry and "Fixture home" in entry
+
+
+def test_every_page_loads_without_console_errors(browser, site):
+    pages = ["index", "network", "bibliography", "experiments/tiny", "experiments/broken"]
+    for lang in ("en", "zh"):
+        for name in pages:
+            context = browser.new_context()
+            pg = context.new_page()
+            errors = []
+            pg.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
+            pg.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+            pg.goto(f"{site}/{lang}/{name}.html")
+            pg.wait_for_load_state("networkidle")
+            context.close()
+            assert not errors, f"{lang}/{name}.html: {errors}"

@@ -207,6 +207,7 @@ def _config(book: Book, lang: str) -> dict:
                 "html_extra_path": ["_extra"],
                 "html_css_files": ["phasebook.css"],
                 "html_js_files": ["phasebook.js"],
+                "html_favicon": "_static/pb-favicon.svg",
                 "html_theme_options": {
                     "article_header_end": ["article-header-buttons.html", "pb-lang-switch.html"],
                     "use_repository_button": False,
@@ -257,7 +258,7 @@ def prepare_sources(book: Book, lang: str, outcomes: list[RunOutcome], figures: 
     generated["_toc.yml"] = yaml.safe_dump(_toc(book, lang), allow_unicode=True, sort_keys=False)
     generated["_config.yml"] = yaml.safe_dump(_config(book, lang), allow_unicode=True,
                                               sort_keys=False)
-    for name in ("phasebook.css", "phasebook.js"):
+    for name in ("phasebook.css", "phasebook.js", "pb-favicon.svg"):
         files[f"_static/{name}"] = ASSETS / name
     files["_templates/pb-lang-switch.html"] = ASSETS / "pb-lang-switch.html"
     for rel, path in tree_files(figures).items():

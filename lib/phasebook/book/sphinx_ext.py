@@ -36,6 +36,13 @@ def _page_context(app: Sphinx, pagename: str, templatename: str, context: dict[s
                   doctree: Any) -> None:
     context["pb_switch"] = _switch_links(app, pagename)
     context["pb_lang"] = app.config.pb_lang
+    # Jupyter Book always loads sphinx-thebe, whose inline setup names a CDN and is added once per
+    # build (twice on an incremental one, a console error). The book has no live kernels: drop it.
+    context["script_files"] = [js for js in context.get("script_files", []) if not _is_thebe(js)]
+
+
+def _is_thebe(js: Any) -> bool:
+    return "thebe" in str(js).lower() or "THEBE_JS_URL" in str(getattr(js, "attributes", {}).get("body", ""))
 
 
 class FigureDirective(SphinxDirective):
