@@ -43,11 +43,12 @@ from phasebook.data import Tokenizer
 from phasebook.errors import PhasebookError
 from phasebook.model import GPT, IGNORE_INDEX, token_logprobs
 from phasebook.post.chat import encode
-from phasebook.post.run import PostRun, load_run, plain_policy, train_summary, write_run
+from phasebook.post.run import PostRun, load_run, write_run
 from phasebook.post.sampling import sample
 from phasebook.post.sft import SFTConfig, sft
 from phasebook.post.tasks import Item, is_well_formed, math_items
 from phasebook.store import Store
+from phasebook.train.checkpoint import plain_copy
 from phasebook.train.loop import TrainConfig, train
 from phasebook.train.optim import OptimizerConfig
 from phasebook.train.pretraining import PretrainConfig
@@ -428,7 +429,7 @@ def dpo(base: PretrainConfig, sft_cfg: SFTConfig, cfg: DPOConfig, store: Store |
     with DPO on pairs from its own samples; stored as "post-dpo" keyed by the chain
     {"base", "sft", "dpo"}. The policy and the frozen reference both start as the SFT model.
 
-    The summary holds the training figures (`train_summary`), `pairs` (how many of each source,
+    The summary holds the training figures (`TrainResult.summary`), `pairs` (how many of each source,
     train and held-out, and the padded length) and `heldout`: the held-out pairs' loss, rewards,
     margin, accuracy and chosen/rejected log-probabilities per token at step 0 and at every
     evaluation (also written to heldout.jsonl); the pairs themselves are in pairs.json.
@@ -457,7 +458,7 @@ def dpo(base: PretrainConfig, sft_cfg: SFTConfig, cfg: DPOConfig, store: Store |
 
         _append(log_path, {"step": 0, **pair_metrics(objective, held_ids, held_masks)})
         result = train(objective, train_data, cfg.train_config(length), scratch, on_log=on_log)
-        policy = plain_policy(objective.policy, start.model.cfg)
+        policy = plain_copy(objective.policy, start.model.cfg)
         heldout_log = _read_by_step(log_path)
         (out / HELDOUT_FILE).write_text("".join(json.dumps(r) + "\n" for r in heldout_log), encoding="utf-8")
         (out / PAIRS_FILE).write_text(json.dumps({"train": [p.to_json() for p in train_pairs],
@@ -466,7 +467,7 @@ def dpo(base: PretrainConfig, sft_cfg: SFTConfig, cfg: DPOConfig, store: Store |
         counts = {f"{split}_{source}": sum(p.source == source for p in pairs)
                   for split, pairs in (("train", train_pairs), ("heldout", heldout))
                   for source in ("verifier", "format")}
-        summary = {**train_summary(result), "pairs": {**counts, "length": length}, "heldout": heldout_log}
+        summary = {**result.summary(), "pairs": {**counts, "length": length}, "heldout": heldout_log}
         write_run(out, policy, tokenizer, summary, metrics_from=scratch)
 
     path = store.artifact("post-dpo", key, produce)

@@ -44,11 +44,12 @@ from torch import Tensor, nn
 from phasebook.data import ArithmeticConfig, Tokenizer
 from phasebook.model import GPT, IGNORE_INDEX
 from phasebook.post.chat import finished, prompt_ids, response_text
-from phasebook.post.run import PostRun, load_run, plain_policy, train_summary, write_run
+from phasebook.post.run import PostRun, load_run, write_run
 from phasebook.post.sampling import sample
 from phasebook.post.sft import SFTConfig, sft
 from phasebook.post.tasks import Item, is_correct, is_well_formed, math_items
 from phasebook.store import Store
+from phasebook.train.checkpoint import plain_copy
 from phasebook.train.distributed import resolve_device
 from phasebook.train.loop import TrainConfig, TrainResult, train
 from phasebook.train.optim import OptimizerConfig
@@ -512,9 +513,9 @@ def grpo(base: PretrainConfig, sft_cfg: SFTConfig | None, cfg: GRPOConfig,
         policy = copy.deepcopy(start_model)
         result, held = train_grpo(policy, tokenizer, items, cfg, scratch, eval_items=eval_items)
         last = result.metrics[-1]
-        summary = {**train_summary(result), "heldout_pass1": {str(k): v for k, v in held.items()},
+        summary = {**result.summary(), "heldout_pass1": {str(k): v for k, v in held.items()},
                    **{name: last.get(name) for name in LAST_STEP}}
-        write_run(out, plain_policy(policy, start_model.cfg), tokenizer, summary, metrics_from=scratch)
+        write_run(out, plain_copy(policy, start_model.cfg), tokenizer, summary, metrics_from=scratch)
 
     path = store.artifact("post-grpo", key, produce)
     return load_run(path, "grpo", key)

@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from phasebook.data import Tokenizer
 from phasebook.model import GPT, ModelConfig
 from phasebook.train.checkpoint import load_weights, save_weights
-from phasebook.train.loop import METRICS_FILE, TrainResult
+from phasebook.train.loop import METRICS_FILE
 from phasebook.train.metrics import MetricsLog
 
 
@@ -36,20 +34,6 @@ class PostRun:
     tokenizer: Tokenizer
     metrics: list[dict[str, Any]]
     summary: dict[str, Any]
-
-
-def plain_policy(trained: nn.Module, model_cfg: ModelConfig) -> GPT:
-    """The trained weights, copied into a plain GPT on CPU in eval mode (whatever wrapped them)."""
-    plain = GPT(model_cfg)
-    plain.load_state_dict({k: v.detach().cpu() for k, v in trained.state_dict().items()})
-    return plain.eval()
-
-
-def train_summary(result: TrainResult) -> dict[str, Any]:
-    """The figures of a `train` run that every stage's summary starts with."""
-    return {"steps": result.steps, "final_loss": result.final_loss, "final_val_loss": result.final_val_loss,
-            "tokens_seen": result.tokens_seen, "tokens_per_s": result.tokens_per_s, "wall_s": result.wall_s,
-            "rewinds": result.rewinds, "skipped": result.skipped}
 
 
 def write_run(out: Path, model: GPT, tokenizer: Tokenizer, summary: dict[str, Any],

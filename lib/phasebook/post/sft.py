@@ -43,9 +43,10 @@ from phasebook.errors import PhasebookError
 from phasebook.model import GPT
 from phasebook.post.chat import Example, encode, pack, segments_and_positions
 from phasebook.post.lora import apply_lora, merge_lora, trainable_parameters
-from phasebook.post.run import PostRun, load_run, plain_policy, train_summary, write_run
+from phasebook.post.run import PostRun, load_run, write_run
 from phasebook.post.tasks import Item, fact_items, math_items
 from phasebook.store import Store
+from phasebook.train.checkpoint import plain_copy
 from phasebook.train.loop import TrainConfig, train
 from phasebook.train.optim import OptimizerConfig
 from phasebook.train.pretraining import PretrainConfig, pretrain
@@ -214,7 +215,7 @@ def sft(base: PretrainConfig, cfg: SFTConfig, store: Store | None = None,
     stored under kind "post-sft", keyed by the base, the start's key and `cfg`; a killed run
     resumes from its checkpoints.
 
-    The summary holds the training figures (`run.train_summary`), `trainable_parameters` and
+    The summary holds the training figures (`TrainResult.summary`), `trainable_parameters` and
     `total_parameters` (of the policy during training), `examples`, `rows` (packed),
     `response_tokens` (loss-carrying tokens over all rows) and `epochs` (rows read / rows).
     """
@@ -239,11 +240,11 @@ def sft(base: PretrainConfig, cfg: SFTConfig, store: Store | None = None,
         total = sum(p.numel() for p in policy.parameters())
         result = train(SFTObjective(policy, tokenizer.eos_id), data, train_config(cfg, base), scratch)
         trained = merge_lora(policy) if cfg.lora_rank > 0 else policy
-        summary = {**train_summary(result), "trainable_parameters": trainable, "total_parameters": total,
+        summary = {**result.summary(), "trainable_parameters": trainable, "total_parameters": total,
                    "examples": len(cfg.data.examples(base.corpus)), "rows": len(data),
                    "response_tokens": int((data.targets != -100).sum()),
                    "epochs": cfg.steps * cfg.batch_size / len(data)}
-        write_run(out, plain_policy(trained, base.model), tokenizer, summary, metrics_from=scratch)
+        write_run(out, plain_copy(trained, base.model), tokenizer, summary, metrics_from=scratch)
 
     path = store.artifact("post-sft", key, produce)
     return load_run(path, "sft", key)

@@ -42,6 +42,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from phasebook.errors import PhasebookError, Problem
+from phasebook.model import GPT, ModelConfig
 from phasebook.provenance import now, sha256_file
 from phasebook.train.distributed import World, barrier, broadcast_object, local_world, lost_peer
 
@@ -355,6 +356,14 @@ def _load_model_file(model: nn.Module, file: Path) -> None:
 
 def _checksum_path(path: Path) -> Path:
     return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def plain_copy(trained: nn.Module, cfg: ModelConfig) -> GPT:
+    """The trained weights in a plain GPT of `cfg` on CPU, in eval mode, whatever swapped its
+    layers while it trained (fp8 linears, merged adapters): their state dict keys are unchanged."""
+    plain = GPT(cfg)
+    plain.load_state_dict({k: v.detach().cpu() for k, v in trained.state_dict().items()})
+    return plain.eval()
 
 
 def save_weights(model: nn.Module, path: Path | str) -> Path:

@@ -148,6 +148,12 @@ class TrainResult:
     metrics: list[dict[str, Any]]
     run_dir: Path
 
+    def summary(self) -> dict[str, Any]:
+        """The figures a stored run's summary starts with (all but the metrics and the folder)."""
+        return {"steps": self.steps, "final_loss": self.final_loss, "final_val_loss": self.final_val_loss,
+                "tokens_seen": self.tokens_seen, "tokens_per_s": self.tokens_per_s, "wall_s": self.wall_s,
+                "rewinds": self.rewinds, "skipped": self.skipped}
+
 
 @dataclass
 class _Progress:

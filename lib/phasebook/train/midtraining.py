@@ -46,7 +46,7 @@ from phasebook.errors import PhasebookError, Problem
 from phasebook.evaluate import fact_recall, score_answers
 from phasebook.model import GPT
 from phasebook.store import Store
-from phasebook.train.checkpoint import load_checkpoint, load_weights, read_state, save_weights
+from phasebook.train.checkpoint import load_checkpoint, load_weights, plain_copy, read_state, save_weights
 from phasebook.train.distributed import resolve_device
 from phasebook.train.loop import (
     METRICS_FILE,
@@ -204,19 +204,6 @@ def _write_run(out: Path, scratch: Path, model: GPT, summary: dict[str, Any]) ->
     (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
 
 
-def _trained_copy(trained: GPT, base: Pretrained) -> GPT:
-    """The trained weights in a plain model on CPU (fp8 training swaps in Fp8Linear modules)."""
-    plain = GPT(base.config.model)
-    plain.load_state_dict({k: v.detach().cpu() for k, v in trained.state_dict().items()})
-    return plain.eval()
-
-
-def _run_summary(result: TrainResult) -> dict[str, Any]:
-    return {"steps": result.steps, "final_loss": result.final_loss, "final_val_loss": result.final_val_loss,
-            "tokens_seen": result.tokens_seen, "tokens_per_s": result.tokens_per_s, "wall_s": result.wall_s,
-            "rewinds": result.rewinds, "skipped": result.skipped}
-
-
 def anneal(base: PretrainConfig, cfg: AnnealConfig, store: Store | None = None) -> MidtrainingRun:
     """Pre-train `base` (a WSD run; stored), then branch from its end-of-stable checkpoint and
     decay on `cfg.mixture`; stored by the hash of (base, cfg), resuming a killed branch.
@@ -261,8 +248,8 @@ def anneal(base: PretrainConfig, cfg: AnnealConfig, store: Store | None = None) 
         model = GPT(base.model)  # its weights come from the branch point
         result = train(model, train_data["anneal_mix"], run_cfg, scratch, eval_data=val_data["anneal_mix"],
                        init_from=branch)
-        annealed = _trained_copy(model, pretrained)
-        summary = {**_run_summary(result), "branch_step": state["step"],
+        annealed = plain_copy(model, pretrained.config.model)
+        summary = {**result.summary(), "branch_step": state["step"],
                    **_decay_summary(pretrained, branch, annealed, result, run_cfg, train_data, val_data)}
         _write_run(out, scratch, annealed, summary)
 
@@ -331,8 +318,8 @@ def adapt(base: PretrainConfig, cfg: AdaptConfig, store: Store | None = None) ->
         model = GPT(base.model)
         model.load_state_dict(pretrained.model.state_dict())  # a killed run's checkpoint replaces these
         result = train(model, train_data, run_cfg, scratch, eval_data=val_data)
-        adapted = _trained_copy(model, pretrained)
-        summary = {**_run_summary(result), "mixture": mixture.shares(),
+        adapted = plain_copy(model, pretrained.config.model)
+        summary = {**result.summary(), "mixture": mixture.shares(),
                    **_adapt_summary(pretrained, adapted, run_cfg, held_out, store)}
         _write_run(out, scratch, adapted, summary)
 
