@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from phasebook.data import PackedTokens
+from phasebook.launch import MONITOR_INTERVAL
 from phasebook.model import GPT, ModelConfig
 from phasebook.train import (
     MetricsLog,
@@ -135,6 +136,7 @@ def torchrun(out: Path, *scenarios: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "lib")]),
            "OMP_NUM_THREADS": "1", "PHASEBOOK_DIST_TIMEOUT": "60"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+               "--monitor-interval", str(MONITOR_INTERVAL),
                "--master-port", str(free_port()), str(script), str(out), *scenarios]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
 

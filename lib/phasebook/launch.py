@@ -24,6 +24,8 @@ from phasebook.errors import PhasebookError
 # Lines of output kept for explaining a failure: torchrun's report comes last.
 _KEPT_LINES = 400
 
+MONITOR_INTERVAL = 2  # seconds between torchrun's checks of its workers
+
 
 @dataclass(frozen=True)
 class Rendezvous:
@@ -65,8 +67,10 @@ class Rendezvous:
         return self.nproc_per_node * self.nnodes
 
     def torchrun_options(self) -> list[str]:
+        # MONITOR_INTERVAL: when a rank dies, the others get that long to report which peer they
+        # lost (the message a user needs) before torchrun stops them.
         options = [f"--nproc-per-node={self.nproc_per_node}", f"--nnodes={self.nnodes}",
-                   f"--max-restarts={self.max_restarts}"]
+                   f"--max-restarts={self.max_restarts}", f"--monitor-interval={MONITOR_INTERVAL}"]
         if self.endpoint is None:
             return [*options, "--standalone"]
         host, port = self.endpoint.rsplit(":", 1)
