@@ -164,7 +164,8 @@ def network_page(graph: Graph, lang: str) -> str:
     intro = gettext(N_("Every paper, essay, note, topic and experiment of this book, and how they connect: "
                        "a page cites a paper, links to another page, or states a claim that an experiment "
                        "tests."), lang)
-    return (f"# {gettext(NETWORK_TITLE, lang)}\n\n{intro} {summary}\n\n"
+    lead = gettext(N_("{intro} {summary}"), lang).format(intro=intro, summary=summary)
+    return (f"# {gettext(NETWORK_TITLE, lang)}\n\n{lead}\n\n"
             '<div id="pb-network-app" class="pb-network"></div>\n'
             f'<script type="application/json" id="pb-graph">{data}</script>\n'
             '<script src="_static/vis-network.min.js"></script>\n'

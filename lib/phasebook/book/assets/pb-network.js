@@ -15,7 +15,7 @@
     topic: { color: "#9467bd", shape: "diamond" },
     reference: { color: "#7f7f7f", shape: "square" },
     experiment: { color: "#d62728", shape: "triangle" },
-    paper: { color: "#ff7f0e", shape: "box" },
+    paper: { color: "#ff7f0e", shape: "dot" },
   };
   const EDGE_STYLE = {
     cites: { color: "#ff7f0e", dashes: false },
@@ -56,10 +56,13 @@
   app.append(el("div", { class: "pb-network-controls" }, [search, layout]), legend,
              el("div", { class: "pb-network-body" }, [canvas, panel]));
 
+  // Papers are labelled "Author year" (their full title shows on hover and in the panel).
+  const shortLabel = (n) => n.kind === "paper" ? n.label.split(": ")[0]
+    : n.label.length > 40 ? n.label.slice(0, 38) + "…" : n.label;
   const nodes = new vis.DataSet(data.nodes.map((n) => ({
-    id: n.id, label: n.label.length > 48 ? n.label.slice(0, 46) + "…" : n.label, title: n.label,
-    kind: n.kind, href: n.href, year: n.year, color: STYLE[n.kind].color, shape: STYLE[n.kind].shape,
-    font: { color: n.kind === "paper" ? "#ffffff" : "#222222" },
+    id: n.id, label: shortLabel(n), title: n.label, kind: n.kind, href: n.href, year: n.year,
+    color: STYLE[n.kind].color, shape: STYLE[n.kind].shape, size: n.kind === "paper" ? 7 : 12,
+    font: { color: "#222222", size: n.kind === "paper" ? 11 : 13 },
   })));
   const edges = new vis.DataSet(data.edges.map((e, i) => ({
     id: i, from: e.from, to: e.to, kind: e.kind, arrows: "to", title: e.label || data.edgeKinds[e.kind],
