@@ -125,7 +125,7 @@ def fact_world(cfg: CorpusConfig) -> FactWorld:
     return FactWorld(cfg.facts, cfg.seed)
 
 
-def _kept(make: Callable[[int], Any], split: Split, holdout: float, what: str) -> Iterator[Any]:
+def kept_in_split(make: Callable[[int], Any], split: Split, holdout: float, what: str) -> Iterator[Any]:
     """The items of stream `make` whose key hashes into `split`, in stream order."""
     share = 1 - holdout if split == "train" else holdout / 2
     misses = 0
@@ -155,7 +155,7 @@ def problems(cfg: CorpusConfig, source: Source, split: Split, n: int) -> list[An
         "math": lambda i: problem_at(cfg.arithmetic, seed, i),
         "strings": lambda i: string_problem_at(cfg.strings, seed, i),
     }[source]
-    stream = _kept(make, split, cfg.holdout_fraction, f"corpus source {source!r}")
+    stream = kept_in_split(make, split, cfg.holdout_fraction, f"corpus source {source!r}")
     return list(itertools.islice(stream, n))
 
 
@@ -164,8 +164,9 @@ def _facts_items(cfg: CorpusConfig, split: Split) -> Iterator[Biography]:
     world = fact_world(cfg)
     if not world.present:
         raise ConfigError("facts: no present entity to write biographies of; raise present_fraction.")
-    streams = {e.index: _kept(functools.partial(world.biography_variant, e), split, cfg.holdout_fraction,
-                              f"biographies of entity {e.index}") for e in world.present}
+    streams = {e.index: kept_in_split(functools.partial(world.biography_variant, e), split,
+                                      cfg.holdout_fraction, f"biographies of entity {e.index}")
+               for e in world.present}
     while True:
         for entity in world.present:
             for _ in cfg.languages:
