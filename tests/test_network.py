@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from phasebook.book.network import build_graph, connected_section, graph_data
-from phasebook.book.notebooks import load_notebook
 from phasebook.book.pages import claim_ids, load_pages
 from phasebook.config import load_book
 
@@ -12,9 +11,8 @@ from .conftest import ROOT
 
 def project_graph():
     book = load_book(ROOT)
-    titles = {n: {lang: load_notebook(book.notebook_path(n), book.languages).title(lang)
-                  for lang in book.languages} for n in book.notebooks}
-    return book, load_pages(book), build_graph(book, load_pages(book), titles)
+    pages = load_pages(book)
+    return book, pages, build_graph(book, pages)
 
 
 def test_nodes_are_the_pages_experiments_and_cited_papers():
@@ -22,7 +20,7 @@ def test_nodes_are_the_pages_experiments_and_cited_papers():
     kinds = {n.kind for n in graph.nodes.values()}
     assert {"home", "essay", "note", "topic", "experiment", "paper"} <= kinds
     assert set(book.pages) | {f"experiments/{n}" for n in book.notebooks} <= set(graph.nodes)
-    cited = {key for p in book.pages for key in next(iter(pages.pages[p].values())).meta.get("cites") or []}
+    cited = {key for p in book.pages for key in pages.meta(p).get("cites") or []}
     assert {n.id.removeprefix("paper:") for n in graph.nodes.values() if n.kind == "paper"} == cited
 
 
@@ -30,7 +28,7 @@ def test_edges_follow_front_matter_and_claims():
     book, pages, graph = project_graph()
     claims = claim_ids(book)
     for edge in graph.edges:
-        meta = next(iter(pages.pages[edge.target if edge.kind == "tests" else edge.source].values())).meta
+        meta = pages.meta(edge.target if edge.kind == "tests" else edge.source)
         if edge.kind == "cites":
             assert edge.target.removeprefix("paper:") in meta["cites"]
         elif edge.kind == "links":

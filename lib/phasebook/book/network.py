@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from phasebook.book.notebooks import load_notebook
 from phasebook.book.pages import PageSet, claim_ids
 from phasebook.config import Book
 from phasebook.i18n import N_, gettext
@@ -103,22 +104,22 @@ def _papers(book: Book) -> dict[str, Node]:
     return out
 
 
-def build_graph(book: Book, pages: PageSet, notebook_titles: dict[str, dict[str, str]]) -> Graph:
+def build_graph(book: Book, pages: PageSet) -> Graph:
     """The graph of the pages in the table of contents, the experiments and the cited papers."""
     graph = Graph()
     for page_id in book.pages:
-        versions = pages.pages.get(page_id, {})
-        meta = next(iter(versions.values())).meta if versions else {}
+        meta = pages.meta(page_id)
         titles = meta.get("title") if isinstance(meta.get("title"), dict) else {}
         graph.nodes[page_id] = Node(page_id, str(meta.get("kind", "topic")),
                                     {lang: str(titles.get(lang, page_id)) for lang in book.languages})
-    for name, titles in notebook_titles.items():
-        graph.nodes[f"experiments/{name}"] = Node(f"experiments/{name}", "experiment", titles)
+    for name in book.notebooks:  # each notebook source read once, for all its titles
+        source = load_notebook(book.notebook_path(name), book.languages)
+        graph.nodes[f"experiments/{name}"] = Node(f"experiments/{name}", "experiment",
+                                                  {lang: source.title(lang) for lang in book.languages})
     papers = _papers(book)
     claims = claim_ids(book)
     for page_id in book.pages:
-        versions = pages.pages.get(page_id, {})
-        meta = next(iter(versions.values())).meta if versions else {}
+        meta = pages.meta(page_id)
         for key in meta.get("cites") or []:
             if paper_id(key) in papers:
                 graph.nodes.setdefault(paper_id(key), papers[paper_id(key)])

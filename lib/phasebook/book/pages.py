@@ -67,6 +67,11 @@ class PageSet:
 
     pages: dict[str, dict[str, Page]] = field(default_factory=dict)  # id -> lang -> page
 
+    def meta(self, page_id: str) -> dict[str, Any]:
+        """The page's front matter as every language shares it (empty for an unknown page)."""
+        versions = self.pages.get(page_id, {})
+        return next(iter(versions.values())).meta if versions else {}
+
     def stale(self, page_id: str, lang: str) -> list[str]:
         """The languages whose version of `page_id` changed since `lang`'s was last synced."""
         versions = self.pages[page_id]

@@ -30,7 +30,6 @@ from phasebook.book.network import (
     network_page,
     vis_assets,
 )
-from phasebook.book.notebooks import load_notebook
 from phasebook.book.pages import load_pages, rendered_body
 from phasebook.book.sphinx_ext import LANGUAGE_NAMES
 from phasebook.config import Book
@@ -232,9 +231,7 @@ def prepare_sources(book: Book, lang: str, outcomes: list[RunOutcome], figures: 
     generated: dict[str, str | bytes] = {}
     others = tuple(f".{other}.md" for other in book.languages if other != lang)
     pages = load_pages(book)
-    titles = {name: {code: load_notebook(book.notebook_path(name), book.languages).title(code)
-                     for code in book.languages} for name in book.notebooks}
-    graph = build_graph(book, pages, titles)
+    graph = build_graph(book, pages)
     for rel, path in tree_files(book.root / "content").items():
         if rel.endswith(f".{lang}.md"):
             page_id = rel[: -len(f".{lang}.md")]
