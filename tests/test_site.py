@@ -141,12 +141,17 @@ def test_paper_network_opens_the_clicked_node_in_the_same_language(page, site):
         panel = page.inner_text(".pb-network-panel")
         assert home in panel and paper in panel
         # Clicking the experiment's node opens its page in the page's language.
-        page.evaluate("window.pbNetwork.stopSimulation()")
-        x, y = page.evaluate("""() => {
-            const n = window.pbNetwork, p = n.getPositions(['experiments/tiny'])['experiments/tiny'];
-            const d = n.canvasToDOM(p);
+        # Freeze the layout and centre the node, so the click cannot land on a neighbour
+        # still drifting under the cursor or on a node scrolled outside the canvas.
+        page.locator("#pb-network-canvas").scroll_into_view_if_needed()
+        x, y, under = page.evaluate("""() => {
+            const n = window.pbNetwork;
+            n.stopSimulation();
+            n.focus('experiments/tiny', { scale: 1.5, animation: false });
+            const d = n.canvasToDOM(n.getPositions(['experiments/tiny'])['experiments/tiny']);
             const r = document.querySelector('#pb-network-canvas').getBoundingClientRect();
-            return [r.left + d.x, r.top + d.y]; }""")
+            return [r.left + d.x, r.top + d.y, n.getNodeAt(d)]; }""")
+        assert under == "experiments/tiny"
         page.mouse.click(x, y)
         page.wait_for_url(f"**/{lang}/experiments/tiny.html")
 
