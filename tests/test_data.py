@@ -135,7 +135,7 @@ def test_inside_and_outside_the_training_range_are_disjoint():
 
 def test_extract_answer_reads_model_completions():
     assert extract_answer(" 3+4=7. The answer is 7. Q: Tom has", "en") == 7
-    assert extract_answer("3+4=7。答案是12。答案是5。", "zh") == 12
+    assert extract_answer("3+4=7。答案是12。答案是5。", "zh") == 5  # a self-correction counts
     assert extract_answer(" 3+4=7. The answer is", "en") is None
     assert extract_answer("The answer is 5.", "zh") is None
 

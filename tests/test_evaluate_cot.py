@@ -7,19 +7,22 @@ import math
 import re
 
 import pytest
+import torch
 
 from phasebook.data.arithmetic import ITEMS, ArithmeticConfig, WordProblem, extract_answer, generate_problems
 from phasebook.data.corpus import CorpusConfig, MixtureConfig, problems, split_of
 from phasebook.data.strings import chains
+from phasebook.data.tokenizer import train_tokenizer
 from phasebook.evaluate import (
+    ANSWER_CUE,
     Accuracy,
     LeakageError,
+    PairedChange,
     accuracy_by_steps,
     add_clause,
     assert_disjoint,
     assert_test_split,
     composition_holdout,
-    extract_final_answer,
     in_distribution,
     is_correct,
     larger_numbers,
@@ -27,6 +30,7 @@ from phasebook.evaluate import (
     mean_pass_at_k,
     pass_at_k,
     perturb,
+    prompted_answers,
     rename,
     render_prompt,
     renumber,
@@ -34,6 +38,8 @@ from phasebook.evaluate import (
     unseen_compositions,
     wilson_interval,
 )
+from phasebook.evaluate.cot import answer_sentence
+from phasebook.model import GPT, ModelConfig
 from phasebook.validation import ConfigError
 
 CFG = CorpusConfig()
@@ -150,29 +156,26 @@ ZH_CASES = [
 
 
 @pytest.mark.parametrize(("text", "expected"), EN_CASES)
-def test_extract_final_answer_en(text: str, expected: int | None) -> None:
-    assert extract_final_answer(text, "en") == expected
+def test_extract_answer_en(text: str, expected: int | None) -> None:
+    assert extract_answer(text, "en") == expected
 
 
 @pytest.mark.parametrize(("text", "expected"), ZH_CASES)
-def test_extract_final_answer_zh(text: str, expected: int | None) -> None:
-    assert extract_final_answer(text, "zh") == expected
+def test_extract_answer_zh(text: str, expected: int | None) -> None:
+    assert extract_answer(text, "zh") == expected
 
 
-def test_extraction_reads_every_rendered_completion_and_keeps_the_old_extractor() -> None:
+def test_extraction_reads_every_rendered_completion() -> None:
     items = generate_problems(RICH, 60, seed=3) + larger_numbers(CFG, 20)
     for p in items:
         for lang in ("en", "zh"):
             for cot in (True, False):
                 text = p.completion(lang, cot) + "\n"
-                assert extract_final_answer(text, lang) == p.answer == extract_answer(text, lang)
+                assert extract_answer(text, lang) == p.answer
                 assert is_correct(p, text, lang)
                 assert not is_correct(p, text.replace(str(p.answer), str(p.answer + 1)), lang)
-    # the old one still takes the FIRST marker, this one the LAST
-    assert extract_answer("The answer is 5. The answer is 7.", "en") == 5
-    assert extract_answer("The answer is 1,234 apples.", "en") == 1
     with pytest.raises(ValueError):
-        extract_final_answer("The answer is 1", "fr")  # type: ignore[arg-type]
+        extract_answer("The answer is 1", "fr")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- distribution shifts
@@ -346,3 +349,51 @@ def test_pass_at_k_equals_exact_enumeration_over_k_subsets() -> None:
         assert got[k] == pytest.approx(exact, abs=1e-12)
     with pytest.raises(ValueError):
         pass_at_k(3, 1, 4)
+
+
+# ---------------------------------------------------------------- paired change, prompted answers
+
+def test_paired_change_counts_discordant_pairs() -> None:
+    before = [True] * 30 + [False] * 10
+    after = [False] * 12 + [True] * 18 + [True] * 2 + [False] * 8
+    change = PairedChange.of(before, after)
+    assert (change.lost, change.gained) == (12, 2)
+    assert change.change == pytest.approx((20 - 30) / 40)
+    assert change.z == pytest.approx(10 / math.sqrt(14))
+    assert change.significant_drop()
+    # the same two accuracies with the changes spread over both directions are not a paired drop
+    mixed = PairedChange.of([True] * 20 + [False] * 20, [False] * 20 + [True] * 10 + [False] * 10)
+    assert mixed.change == pytest.approx(-0.25) and not mixed.significant_drop()
+    assert PairedChange.of([True, False], [True, False]).z == 0.0
+    with pytest.raises(ValueError, match="as many"):
+        PairedChange.of([True], [True, False])
+
+
+def test_prompted_answers_put_the_cue_back_and_score_like_any_completion() -> None:
+    torch.manual_seed(0)
+    items = in_distribution(CFG, 6)
+    langs = ["en", "zh"] * 3
+    tok = train_tokenizer([p.render(lang) for p in items for lang in ("en", "zh")], 300)
+    model = GPT(ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, d_model=32, max_seq_len=128))
+    model.eval()
+    direct = prompted_answers(model, tok, items, langs, direct=True, max_new_tokens=4)
+    free = prompted_answers(model, tok, items, langs, fmt="question", max_new_tokens=4)
+    assert all(t.startswith(ANSWER_CUE[lang]) for t, lang in zip(direct, langs, strict=True))
+    assert not any(t.startswith(ANSWER_CUE[lang]) for t, lang in zip(free, langs, strict=True))
+    # a cue followed by the right number is a correct answer, whichever language
+    assert all(is_correct(p, f"{ANSWER_CUE[lang]} {p.answer}.", lang)
+               for p, lang in zip(items, langs, strict=True))
+    with pytest.raises(ValueError, match="languages"):
+        prompted_answers(model, tok, items, langs[:2])
+
+
+def test_a_direct_answer_is_its_first_sentence_only() -> None:
+    # a base model made to answer at once may go on to work it out and answer again
+    assert answer_sentence(" 20. 0-6=6. The answer is 6.") == " 20."
+    assert answer_sentence("12。3+4=7。答案是7。") == "12。"
+    assert answer_sentence(" 1,234.5 apples. Then") == " 1,234.5 apples."
+    assert answer_sentence(" 7\nQ: next") == " 7\n"
+    assert answer_sentence(" 7") == " 7"
+    p = in_distribution(CFG, 1)[0]
+    later = answer_sentence(f" {p.answer + 1}. The answer is {p.answer}.")
+    assert not is_correct(p, ANSWER_CUE["en"] + later, "en")

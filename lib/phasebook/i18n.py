@@ -12,7 +12,7 @@ import os
 from functools import cache
 from pathlib import Path
 
-from babel import Locale, numbers
+from babel import Locale, lists, numbers
 from babel.messages.pofile import read_po
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
@@ -109,3 +109,8 @@ def format_count(value: float, lang: str | None = None) -> str:
             digits = 2 if abs(scaled) < 10 else 1 if abs(scaled) < 100 else 0
             return f"{format_number(scaled, digits, lang)} {unit}"
     return format_number(value, 0, lang)
+
+
+def format_list(items: list[str], lang: str | None = None) -> str:
+    """Items joined as prose joins them: "a, b and c" in English, "a、b和c" in Chinese."""
+    return lists.format_list(list(items), locale=locale(lang))

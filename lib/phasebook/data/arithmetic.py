@@ -61,7 +61,14 @@ DISTRACTOR_TEMPLATES: tuple[tuple[str, str], ...] = (
     ("{name}'s house is {minutes} from the shop.", "{name}家离商店有{n}分钟的路程。"),
 )
 _SYMBOL = {"+": "+", "-": "-", "*": "×"}
-_ANSWER_RE = {"en": re.compile(r"The answer is\s*(-?\d+)"), "zh": re.compile(r"答案是\s*(-?\d+)")}
+# Answer extraction (see `extract_answer`).
+_MARKER = {"en": re.compile(r"the answer is", re.IGNORECASE), "zh": re.compile(r"答案是")}
+# A model that keeps generating starts the next document; its answer is not this one's.
+_NEXT_QUESTION = {"en": re.compile(r"\n\s*Q:"), "zh": re.compile(r"\n\s*问[:：]")}
+_NORMALISE = str.maketrans("０１２３４５６７８９－−＋：　", "0123456789--+: ")
+_NUMBER = re.compile(r"\s*:?\s*([-负]?)(\d{1,3}(?:,\d{3})+|\d+)")
+# What may not follow the number: more digits, a decimal or badly grouped part, an operator.
+_BAD_TAIL = re.compile(r"\d|[.,]\d|\s*[-+*/×÷=^]")
 
 
 @dataclass(frozen=True)
@@ -300,6 +307,25 @@ def vary(problem: WordProblem, seed: int, names: bool = True, numbers: bool = Tr
 
 
 def extract_answer(text: str, lang: Lang) -> int | None:
-    """The first number after "The answer is" / 「答案是」 in `text` (a model completion), else None."""
-    match = _ANSWER_RE[lang].search(text)
-    return int(match.group(1)) if match else None
+    """The integer after the LAST "The answer is" / 「答案是」 in a completion, else None.
+
+    Every scorer of word problems uses this one rule. It accepts a colon, a sign (also 负),
+    thousands commas ("1,234"), full-width digits ("１２") and trailing units or measure words
+    ("12 apples", "12个", "12颗糖"); a self-correction counts by its final answer. It returns
+    None when the last marker is not followed by a well-formed integer ("12.5", "1,23", "3+4",
+    "twelve"), and ignores anything after the model started a new question ("\\nQ:" / "\\n问：").
+    """
+    if lang not in _MARKER:
+        raise ValueError(f"lang is {lang!r}; allowed: 'en', 'zh'.")
+    text = text.translate(_NORMALISE)
+    if (cut := _NEXT_QUESTION[lang].search(text)) is not None:
+        text = text[: cut.start()]
+    markers = list(_MARKER[lang].finditer(text))
+    if not markers:
+        return None
+    rest = text[markers[-1].end():]
+    match = _NUMBER.match(rest)
+    if match is None or _BAD_TAIL.match(rest, match.end()):
+        return None
+    value = int(match.group(2).replace(",", ""))
+    return -value if match.group(1) else value

@@ -25,13 +25,17 @@ from phasebook.data.arithmetic import (
     Distractor,
     Lang,
     WordProblem,
+    extract_answer,
     problem_at,
     vary,
 )
 from phasebook.data.corpus import CorpusConfig, kept_in_split, problems, split_of
 from phasebook.data.strings import StringConfig, StringProblem, StringSplit, string_problem_at, string_split
+from phasebook.data.tokenizer import Tokenizer
 from phasebook.errors import PhasebookError, suggest
+from phasebook.evaluate.lm import complete
 from phasebook.evaluate.stats import Accuracy
+from phasebook.model import GPT
 from phasebook.validation import ConfigError
 
 Shift = Literal["id", "longer", "larger-numbers"]
@@ -40,46 +44,11 @@ Perturbation = Literal["names", "numbers", "clause"]
 PERTURBATIONS: tuple[Perturbation, ...] = ("names", "numbers", "clause")
 PROMPT_FORMATS = ("standard", "question", "inline")
 
-# ---------------------------------------------------------------- answer extraction
-
-_MARKER = {"en": re.compile(r"the answer is", re.IGNORECASE), "zh": re.compile(r"答案是")}
-# A model that keeps generating starts the next document; its answer is not this one's.
-_NEXT_QUESTION = {"en": re.compile(r"\n\s*Q:"), "zh": re.compile(r"\n\s*问[:：]")}
-_NORMALISE = str.maketrans("０１２３４５６７８９－−＋：　", "0123456789--+: ")
-_NUMBER = re.compile(r"\s*:?\s*([-负]?)(\d{1,3}(?:,\d{3})+|\d+)")
-# What may not follow the number: more digits, a decimal or badly grouped part, an operator.
-_BAD_TAIL = re.compile(r"\d|[.,]\d|\s*[-+*/×÷=^]")
-
-
-def extract_final_answer(text: str, lang: Lang) -> int | None:
-    """The integer after the LAST "The answer is" / 「答案是」 in a completion, else None.
-
-    Unlike `data.arithmetic.extract_answer` (first marker, digits right after it), this accepts
-    a colon, a sign (also 负), thousands commas ("1,234"), full-width digits ("１２") and
-    trailing units or measure words ("12 apples", "12个", "12颗糖"); a self-correction
-    counts by its final answer. It returns None when the last marker is not followed by a
-    well-formed integer ("12.5", "1,23", "3+4", "twelve"), and ignores anything after the
-    model started a new question ("\\nQ:" / "\\n问：").
-    """
-    if lang not in _MARKER:
-        raise ValueError(f"lang is {lang!r}; allowed: 'en', 'zh'.")
-    text = text.translate(_NORMALISE)
-    if (cut := _NEXT_QUESTION[lang].search(text)) is not None:
-        text = text[: cut.start()]
-    markers = list(_MARKER[lang].finditer(text))
-    if not markers:
-        return None
-    rest = text[markers[-1].end():]
-    match = _NUMBER.match(rest)
-    if match is None or _BAD_TAIL.match(rest, match.end()):
-        return None
-    value = int(match.group(2).replace(",", ""))
-    return -value if match.group(1) else value
-
+# ---------------------------------------------------------------- scoring
 
 def is_correct(problem: WordProblem, completion: str, lang: Lang) -> bool:
-    """Whether the completion's final answer equals the problem's answer."""
-    return extract_final_answer(completion, lang) == problem.answer
+    """Whether the completion's final answer (`data.extract_answer`) equals the problem's answer."""
+    return extract_answer(completion, lang) == problem.answer
 
 
 # ---------------------------------------------------------------- distribution shifts
@@ -177,6 +146,36 @@ def render_prompt(problem: WordProblem, lang: Lang, fmt: str = "standard") -> st
         return f"{q} A:" if lang == "en" else f"{q}答："
     raise ConfigError(f"fmt is {fmt!r}; allowed: {', '.join(map(repr, PROMPT_FORMATS))}."
                       f"{suggest(fmt, PROMPT_FORMATS)}")
+
+
+# The answer cue that makes a base model answer at once: the sentence it always writes last.
+ANSWER_CUE = {"en": " The answer is", "zh": "答案是"}
+# Where that sentence ends: a full stop not inside a number, or the line.
+_SENTENCE_END = re.compile(r"\.(?!\d)|。|\n")
+
+
+def answer_sentence(text: str) -> str:
+    """The text up to the end of its first sentence ("12. 3+4=7." -> "12."; "1.5 more" is kept whole)."""
+    return text[: m.end()] if (m := _SENTENCE_END.search(text)) else text
+
+
+def prompted_answers(model: GPT, tokenizer: Tokenizer, items: Sequence[WordProblem], langs: Sequence[Lang], *,
+                     direct: bool = False, fmt: str = "standard", max_new_tokens: int = 48) -> list[str]:
+    """A base model's greedy answers to word problems in a prompt format (`render_prompt`).
+
+    With `direct` the prompt ends with the answer cue, so the model must give the number
+    without working; the answer is that sentence alone (a base model may go on to write steps
+    and answer again, which would no longer be a direct answer), with the cue put back in front,
+    so `is_correct` reads both kinds of answer the same way. Item j is asked in `langs[j]`.
+    """
+    if len(items) != len(langs):
+        raise ValueError(f"prompted_answers got {len(items)} problems but {len(langs)} languages.")
+    cues = [ANSWER_CUE[lang] if direct else "" for lang in langs]
+    prompts = [render_prompt(p, lang, fmt) + cue for p, lang, cue in zip(items, langs, cues, strict=True)]
+    texts = complete(model, tokenizer, prompts, max_new_tokens)
+    if direct:
+        texts = [answer_sentence(t) for t in texts]
+    return [cue + text for cue, text in zip(cues, texts, strict=True)]
 
 
 # ---------------------------------------------------------------- perturbations (GSM-Symbolic)

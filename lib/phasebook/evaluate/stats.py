@@ -59,3 +59,43 @@ class Accuracy:
 
     def __str__(self) -> str:
         return f"{self.rate:.3f} [{self.low:.3f}, {self.high:.3f}] ({self.k}/{self.n})"
+
+
+@dataclass(frozen=True)
+class PairedChange:
+    """How the same items fare before and after a change (e.g. a perturbation).
+
+    `lost`: right before, wrong after; `gained`: wrong before, right after. `z` is McNemar's
+    statistic (lost − gained) / √(lost + gained): only the discordant pairs carry evidence,
+    so a paired test sees a drop that two separate intervals would both cover.
+    """
+
+    before: Accuracy
+    after: Accuracy
+    lost: int
+    gained: int
+
+    @classmethod
+    def of(cls, before: Iterable[bool], after: Iterable[bool], z: float = 1.96) -> PairedChange:
+        """The change from verdicts `before` to verdicts `after` on the same items, in order."""
+        b, a = [bool(v) for v in before], [bool(v) for v in after]
+        if len(b) != len(a):
+            raise ValueError(f"PairedChange needs as many verdicts after as before; got {len(b)}, {len(a)}.")
+        lost = sum(x and not y for x, y in zip(b, a, strict=True))
+        gained = sum(y and not x for x, y in zip(b, a, strict=True))
+        return cls(Accuracy.from_verdicts(b, z), Accuracy.from_verdicts(a, z), lost, gained)
+
+    @property
+    def change(self) -> float:
+        """after − before, as a share of the items."""
+        return self.after.rate - self.before.rate
+
+    @property
+    def z(self) -> float:
+        """McNemar's statistic; 0 when no pair changed."""
+        changed = self.lost + self.gained
+        return (self.lost - self.gained) / math.sqrt(changed) if changed else 0.0
+
+    def significant_drop(self, z: float = 1.96) -> bool:
+        """Whether significantly more items were lost than gained (one-sided at normal quantile z)."""
+        return self.z > z

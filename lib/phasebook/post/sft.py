@@ -58,8 +58,8 @@ from phasebook.validation import Checks
 class SFTData:
     """Which exchanges SFT trains on.
 
-    - `math`: the first `math` word problems of the train split, with worked steps, languages
-      alternating.
+    - `math`: the first `math` word problems of the train split, languages alternating,
+      answered with worked steps (`cot`, one equation per step) or with the answer sentence only.
     - `present_people`: questions about the first `present_people` present people (pre-training
       read their biographies), one per attribute of `attributes` and language; the remaining
       present people are held out, to test knowledge SFT never showed.
@@ -73,6 +73,7 @@ class SFTData:
     absent_people: int = 0
     attributes: tuple[str, ...] = ATTRIBUTES
     extra: tuple[Example, ...] = ()
+    cot: bool = True
 
     def __post_init__(self) -> None:
         c = Checks(self)
@@ -80,6 +81,7 @@ class SFTData:
             c.range(name, 0, integer=True)
         known = isinstance(self.attributes, tuple) and all(a in ATTRIBUTES for a in self.attributes)
         c.rule(known, "attributes", f"must be a tuple of attributes from {', '.join(ATTRIBUTES)}.")
+        c.rule(isinstance(self.cot, bool), "cot", "must be True or False.")
         c.rule(isinstance(self.extra, tuple) and all(isinstance(e, Example) for e in self.extra), "extra",
                "must be a tuple of chat.Example.")
         people = (isinstance(self.present_people, int) and self.present_people > 0) or (
@@ -92,7 +94,7 @@ class SFTData:
 
     def items(self, corpus: CorpusConfig) -> list[Item]:
         """The math and fact items (with their gold responses) this data asks for."""
-        out = math_items(corpus, "train", self.math) if self.math else []
+        out = math_items(corpus, "train", self.math, cot=self.cot) if self.math else []
         if self.attributes:
             for which, n in (("present", self.present_people), ("absent", self.absent_people)):
                 if n:

@@ -94,8 +94,7 @@ def is_correct(item: Item, response: str) -> bool:
     """The verifier: math — the number after "The answer is" / 「答案是」 equals the answer;
     fact — the response, without its closing full stop and spaces, is exactly the value."""
     if item.kind == "math":
-        found = extract_answer(response, item.lang)  # type: ignore[arg-type]
-        return found is not None and str(found) == item.answer
+        return str(extract_answer(response, item.lang)) == item.answer  # type: ignore[arg-type]
     return response.strip().rstrip(".。").strip() == item.answer
 
 
