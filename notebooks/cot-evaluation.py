@@ -475,7 +475,7 @@ pb.figure(fig, "cot-steps",
 # %%
 one, two = (by_steps["sft_cot"].get(k) for k in (a.min_ops, a.max_ops))
 for c in CONDITIONS:
-    pb.glue(f"{c}_by_steps", format_list([_("{k} steps: {p}").format(k=k, p=format_percent(acc.rate))
+    pb.glue(f"{c}_by_steps", format_list([_("{k}-step problems: {p}").format(k=k, p=format_percent(acc.rate))
                                           for k, acc in sorted(by_steps[c].items())]))
 per_step = one.rate ** (1 / a.min_ops) if one is not None and one.rate > 0 else 0.0
 predicted = {k: per_step ** k for k in steps_seen}

@@ -287,7 +287,7 @@ def test_add_clause_inserts_exactly_one_irrelevant_sentence() -> None:
             old, new = p._sentences(lang), q._sentences(lang)
             assert len(new) == len(old) + 1
             extra = [k for k in range(len(new)) if new[:k] + new[k + 1:] == old]
-            assert extra and extra[0] >= 1  # after the opening sentence
+            assert extra == [len(new) - 1]  # the last sentence of the story, right before the question
     with_clause = next(p for p in generate_problems(RICH, 80, seed=7) if p.distractor is not None)
     with pytest.raises(ValueError, match="already has"):
         add_clause(with_clause, seed=0)

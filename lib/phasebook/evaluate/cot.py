@@ -207,7 +207,10 @@ def renumber(problem: WordProblem, seed: int, cfg: ArithmeticConfig | None = Non
 def add_clause(problem: WordProblem, seed: int, cfg: ArithmeticConfig | None = None) -> WordProblem:
     """The same problem with one irrelevant clause (a number about someone else) inserted.
 
-    The answer does not change; a model that uses every number it sees will get it wrong.
+    The clause comes after the last step, right before the question: placed mid-story, a clause
+    about another person would leave the next step's pronoun ("She loses 6", 「他卖掉了1颗」)
+    ambiguous, and the answer open to two readings. The question names the person, so the
+    answer does not change; a model that uses every number it sees will get it wrong.
     """
     if problem.distractor is not None:
         raise ValueError(f"problem {problem.key} already has an irrelevant clause; a WordProblem holds one.")
@@ -216,7 +219,7 @@ def add_clause(problem: WordProblem, seed: int, cfg: ArithmeticConfig | None = N
     other = (problem.person + 1 + int(rng.integers(len(NAMES) - 1))) % len(NAMES)
     clause = Distractor(template=int(rng.integers(len(DISTRACTOR_TEMPLATES))),
                         number=int(rng.integers(cfg.low, cfg.high + 1)),
-                        person=other, position=int(rng.integers(len(problem.steps) + 1)))
+                        person=other, position=len(problem.steps))
     return replace(problem, distractor=clause)
 
 
