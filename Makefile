@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSTEM_PACKAGES := fonts-noto-cjk chromium chromium-driver
 
-.PHONY: book test install lock lint clean
+.PHONY: book test check-site install lock lint clean
 
 book: $(STAMP)
 	$(BIN)/phasebook build
@@ -13,6 +13,11 @@ book: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check lib tests notebooks
 	$(BIN)/python -m pytest
+
+# Every page of build/site in headless Chromium (run after `make book`): console errors, requests
+# leaving localhost or failing, language switches that do not round-trip.
+check-site: $(STAMP)
+	$(BIN)/phasebook check-site
 
 install: $(STAMP)
 

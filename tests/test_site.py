@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import shutil
 import threading
 from urllib.parse import unquote, urlparse
@@ -167,16 +168,73 @@ def test_every_page_lists_its_connected_pages_and_the_bibliography_its_citers(pa
     assert "Cited by" in entry and "Fixture home" in entry
 
 
-def test_every_page_loads_without_console_errors(browser, site):
-    pages = ["index", "network", "bibliography", "experiments/tiny", "experiments/broken"]
+def _pages(site_dir, lang):
+    """The pages the site check should load: every .html under LANG/ but Sphinx's folders, genindex."""
+    root = site_dir / lang
+    return sorted(f"{lang}/{p.relative_to(root).as_posix()}" for p in root.rglob("*.html")
+                  if not any(part.startswith("_") for part in p.relative_to(root).parts)
+                  and p.name != "genindex.html")
+
+
+def test_every_page_loads_without_console_errors(browser, built_book):
+    from phasebook.book.sitecheck import check_site
+
+    site_dir = built_book[0] / "build" / "site"
+    report = check_site(site_dir, ["en", "zh"], browser=browser, progress=None)
+    assert report.clean, report.summary()
     for lang in ("en", "zh"):
-        for name in pages:
-            context = browser.new_context()
-            pg = context.new_page()
-            errors = []
-            pg.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
-            pg.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
-            pg.goto(f"{site}/{lang}/{name}.html")
-            pg.wait_for_load_state("networkidle")
-            context.close()
-            assert not errors, f"{lang}/{name}.html: {errors}"
+        expected = _pages(site_dir, lang)
+        assert f"{lang}/experiments/tiny.html" in expected and f"{lang}/network.html" in expected
+        assert report.pages[lang] == expected
+    # The standalone interactive figure: checked (no 404 favicon), and known to have no switch.
+    assert report.without_switch == ["en/figures/tiny-errors/en/tiny-errors.html",
+                                     "zh/figures/tiny-errors/zh/tiny-errors.html"]
+    assert "clean" in report.summary()
+
+
+def test_site_check_reports_each_problem_on_its_page(browser, built_book, tmp_path):
+    from phasebook.book.sitecheck import check_site
+
+    site_dir = tmp_path / "site"
+    shutil.copytree(built_book[0] / "build" / "site", site_dir)
+    keep = {"index.html", "experiments/tiny.html", "figures/tiny-errors/{lang}/tiny-errors.html"}
+    for lang in ("en", "zh"):  # fewer pages, a faster check
+        for rel in set(_pages(site_dir, lang)) - {f"{lang}/{k.format(lang=lang)}" for k in keep}:
+            (site_dir / rel).unlink()
+    index = site_dir / "en" / "index.html"
+    index.write_text(index.read_text(encoding="utf-8").replace("</body>", (
+        "<script>console.error('injected failure')</script><script>notDefinedAnywhere()</script>"
+        "<img src='https://example.invalid/pixel.png'><img src='missing.png'></body>")), encoding="utf-8")
+    tiny = site_dir / "en" / "experiments" / "tiny.html"
+    html = tiny.read_text(encoding="utf-8")
+    assert html.count('href="../../zh/experiments/tiny.html"') == 1
+    tiny.write_text(html.replace('href="../../zh/experiments/tiny.html"', 'href="../../zh/index.html"'),
+                    encoding="utf-8")
+    figure = site_dir / "zh" / "figures" / "tiny-errors" / "zh" / "tiny-errors.html"
+    figure.write_text(re.sub(r"<link rel='icon'[^>]*>", "", figure.read_text(encoding="utf-8")),
+                      encoding="utf-8")
+
+    report = check_site(site_dir, ["en", "zh"], browser=browser, progress=None)
+    assert not report.clean
+    found = {(p.page, p.kind): p.detail for p in report.problems}
+    assert "injected failure" in found["en/index.html", "console"]
+    assert "notDefinedAnywhere" in found["en/index.html", "pageerror"]
+    assert found["en/index.html", "external"] == "https://example.invalid/pixel.png"
+    assert found["en/index.html", "http"].startswith("404 /en/missing.png")
+    assert found["en/experiments/tiny.html", "lang-switch"] == \
+        "the zh switch leads to /zh/index.html, not /zh/experiments/tiny.html"
+    assert found["zh/experiments/tiny.html", "lang-switch"] == \
+        "/en/experiments/tiny.html switches back to /zh/index.html, not /zh/experiments/tiny.html"
+    assert found["zh/figures/tiny-errors/zh/tiny-errors.html", "http"].startswith("404 /favicon.ico")
+    assert {p.page for p in report.problems} == {
+        "en/index.html", "en/experiments/tiny.html", "zh/experiments/tiny.html",
+        "zh/figures/tiny-errors/zh/tiny-errors.html"}
+    summary = report.summary()
+    assert "en/index.html" in summary and "injected failure" in summary
+
+
+def test_check_site_command_needs_a_built_site(tmp_path, capsys):
+    from phasebook.cli import main
+
+    assert main(["check-site", "--site", str(tmp_path / "nowhere")]) == 2
+    assert "run `make book` first" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The `phasebook` command: build | run | check | sync | cite | pretrain | bench | serve."""
+"""The `phasebook` command: build | run | check | sync | cite | pretrain | bench | check-site | serve."""
 
 from __future__ import annotations
 
@@ -123,6 +123,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
     return 0
+
+
+def cmd_check_site(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from phasebook.book.sitecheck import check_site, site_languages
+
+    if args.site:
+        site = Path(args.site)
+        languages = site_languages(site) if site.is_dir() else []
+    else:
+        book = _book(args)
+        site, languages = book.build_dir / "site", list(book.languages)
+    if not site.is_dir() or not languages:
+        raise PhasebookError(f"no built site in {site}: run `make book` first.")
+    report = check_site(site, languages)
+    print(report.summary())
+    return 0 if report.clean else 1
 
 
 def _overrides(items: list[str] | None) -> dict:
@@ -423,6 +441,11 @@ def parser() -> argparse.ArgumentParser:
     br.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     br.add_argument("--out", help="write the measurement as JSON with provenance to this file")
     br.set_defaults(func=cmd_bench_rollout)
+
+    cs = sub.add_parser("check-site", help="load every page of the built site in headless Chromium: "
+                        "console errors, requests leaving localhost or failing, language switches")
+    cs.add_argument("--site", metavar="DIR", help="the built site (default: the book's build/site)")
+    cs.set_defaults(func=cmd_check_site)
 
     s = sub.add_parser("serve", help="serve build/site on localhost")
     s.add_argument("--port", type=int, default=8000)

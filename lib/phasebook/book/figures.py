@@ -6,6 +6,7 @@ its cite box; the site build copies the figures of successful runs to build/figu
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -67,6 +68,17 @@ def plain_log_axis(axis: Any) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def favicon_data_url() -> str:
+    """The site's favicon as a data: URL, for a figure's standalone interactive page.
+
+    That page is opened from site/LANG/figures/ID/LANG/, build/figures/ and build/runs/ alike, so
+    a relative link to _static/ would be right in one place only; without any icon the browser
+    asks the server for /favicon.ico, which the site does not have (a 404 on every such page).
+    """
+    svg = (Path(__file__).resolve().parent / "assets" / "pb-favicon.svg").read_bytes()
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
+
+
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return {k: np.asarray(v).tolist() if isinstance(v, np.ndarray | list | tuple) else v
             for k, v in data.items()}
@@ -101,7 +113,8 @@ def save_figure(fig: Any, figure_id: str, title: str, data: dict[str, Any], capt
     data_blob = json.dumps(_jsonable(data), sort_keys=True, ensure_ascii=False)
     (folder / "data.json").write_text(data_blob, encoding="utf-8")
     if interactive_html:
-        page = f"<!doctype html><meta charset='utf-8'><title>{figure_id}</title>{interactive_html}"
+        page = (f"<!doctype html><meta charset='utf-8'><title>{figure_id}</title>"
+                f"<link rel='icon' href='{favicon_data_url()}'>{interactive_html}")
         (folder / f"{figure_id}.html").write_text(page, encoding="utf-8")
     versions = dependency_versions()
     record = {
