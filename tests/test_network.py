@@ -47,3 +47,11 @@ def test_labels_and_backlinks_are_in_the_page_language():
     assert any(e.target == "essays/interpolation" and e.kind == "links" for e in graph.edges)
     box = connected_section(graph, "essays/interpolation", "zh")
     assert "相关页面" in box and "链接到本页" in box and 'href="../network.html"' in box
+
+
+def test_a_tested_claim_is_bracketed_as_each_language_brackets():
+    _, _, graph = project_graph()
+    zh = connected_section(graph, "experiments/cot-evaluation", "zh")
+    en = connected_section(graph, "experiments/cot-evaluation", "en")
+    assert "（" in zh and " (" not in zh and "。）" not in zh
+    assert " (" in en and ".)" not in en

@@ -186,7 +186,9 @@ def connected_section(graph: Graph, node_id: str, lang: str) -> str:
         kind = kind.lower() if direction == "out" else kind  # mid-sentence in English; no case in Chinese
         title = f'<a href="{up}{other.href()}">{html.escape(other.title[lang])}</a>'
         node = gettext(N_("{kind} {title}"), lang).format(kind=kind, title=title)
-        claim = f" ({html.escape(edge.label[lang])})" if edge.label else ""
+        # The claim in brackets, without its full stop; Chinese takes full-width brackets.
+        claim = (gettext(N_(" ({claim})"), lang).format(claim=html.escape(edge.label[lang].rstrip(".。")))
+                 if edge.label else "")
         rows.append(f"<li>{gettext(RELATIONS[direction, edge.kind], lang).format(node=node)}{claim}</li>")
     if not rows:
         return ""
