@@ -216,6 +216,12 @@ def paired(condition: str, kind: str) -> PairedChange:
     return PairedChange.of(before, results[f"{condition}/{kind}"])
 
 
+# %% [markdown] tags=["en"]
+# ## Chain-of-thought in and out of distribution
+
+# %% [markdown] tags=["zh"]
+# ## 分布内与分布外的思维链
+
 # %%
 COLOURS = {"prompted_cot": "#9ecae1", "prompted_direct": "#dddddd", "sft_cot": "#1f77b4",
            "sft_direct": "#7f7f7f"}
@@ -322,11 +328,6 @@ else:
 pb.glue("gain_note", gain_note)
 
 # %% [markdown] tags=["en"]
-# ## Chain-of-thought in and out of distribution
-#
-# ```{pb-figure} cot-grid
-# ```
-#
 # In distribution the fine-tuned model that writes its steps answers
 # {glue:text}`sft_cot_id` right, the one fine-tuned on bare answers {glue:text}`sft_direct_id`:
 # a gain of {glue:text}`gain_id` points from the steps alone. Prompting the base model shows the
@@ -352,11 +353,6 @@ pb.glue("gain_note", gain_note)
 # `unseen_compositions` is ready for it).
 
 # %% [markdown] tags=["zh"]
-# ## 分布内与分布外的思维链
-#
-# ```{pb-figure} cot-grid
-# ```
-#
 # 在分布内，写步骤的微调模型答对 {glue:text}`sft_cot_id`，只用答案微调的模型答对
 # {glue:text}`sft_direct_id`：光是写出步骤，就多了 {glue:text}`gain_id` 个百分点。直接提示基座模型，
 # 差距也一样（写步骤 {glue:text}`prompted_cot_id`，不写 {glue:text}`prompted_direct_id`，相差
@@ -451,6 +447,12 @@ pb.glue("perturb_note", perturb_note)
 # “更换人名、改动数字、插入无关从句都会拉低准确率”这一说法，在这里的结论是：
 # **{glue:text}`perturb_verdict`**。{glue:text}`perturb_note`
 
+# %% [markdown] tags=["en"]
+# ## Errors along the chain
+
+# %% [markdown] tags=["zh"]
+# ## 沿推理链累积的错误
+
 # %%
 step_sets = SHIFT_SETS["id"] + SHIFT_SETS["longer"]
 by_steps = {c: accuracy_by_steps(step_sets, results[f"{c}/id"] + results[f"{c}/longer"]) for c in CONDITIONS}
@@ -509,11 +511,6 @@ else:
 pb.glue("steps_verdict", steps_verdict)
 
 # %% [markdown] tags=["en"]
-# ## Errors along the chain
-#
-# ```{pb-figure} cot-steps
-# ```
-#
 # Accuracy by number of operations, for the fine-tuned model with steps:
 # {glue:text}`sft_cot_by_steps`; for the one fine-tuned on answers: {glue:text}`sft_direct_by_steps`.
 # If every step were an
@@ -527,11 +524,6 @@ pb.glue("steps_verdict", steps_verdict)
 # interpolation lens of this book in its plainest form.
 
 # %% [markdown] tags=["zh"]
-# ## 沿推理链累积的错误
-#
-# ```{pb-figure} cot-steps
-# ```
-#
 # 按运算步数统计准确率，写步骤的微调模型：{glue:text}`sft_cot_by_steps`；只用答案微调的模型：
 # {glue:text}`sft_direct_by_steps`。假如每一步出错都是相互独立的，那么由一步题的准确率可以推出每步做对的
 # 概率约为 {glue:text}`per_step`，两步题应有 {glue:text}`predicted_two`（实测 {glue:text}`observed_two`），

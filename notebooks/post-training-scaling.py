@@ -157,6 +157,12 @@ for p in points.values():
     p["share"] = share(p["flops"])
     p["id_acc"] = Accuracy.from_verdicts(p["id"])
 
+# %% [markdown] tags=["en"]
+# ## What each share buys
+
+# %% [markdown] tags=["zh"]
+# ## 每一份算力买到了什么
+
 # %%
 sft_keys = [f"sft-{s}" for s in sft_steps]
 fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.6), sharex=True)
@@ -295,11 +301,6 @@ else:
 pb.glue("rl_vs_sft", rl_vs_sft)
 
 # %% [markdown] tags=["en"]
-# ## What each share buys
-#
-# ```{pb-figure} post-training-share
-# ```
-#
 # The base model, asked in the chat template it never saw, answers {glue:text}`base_id` of the
 # in-distribution problems. {glue:text}`first_steps` SFT steps, {glue:text}`share_first` of the
 # training compute, lift that to {glue:text}`id_first`; the best SFT run
@@ -324,11 +325,6 @@ pb.glue("rl_vs_sft", rl_vs_sft)
 # reasoning on problems harder than the fine-tuning data, is what the right-hand panel measures here.
 
 # %% [markdown] tags=["zh"]
-# ## 每一份算力买到了什么
-#
-# ```{pb-figure} post-training-share
-# ```
-#
 # 基座模型没见过聊天模板，用聊天模板提问时，分布内的题只答对 {glue:text}`base_id`。SFT 训练
 # {glue:text}`first_steps` 步，只占训练算力的 {glue:text}`share_first`，就把它提高到
 # {glue:text}`id_first`；最好的一次 SFT（{glue:text}`best_sft_steps` 步）达到 {glue:text}`best_sft_id`，
