@@ -361,8 +361,9 @@ pb.glue("gain_note", gain_note)
 #
 # 分布偏移把这份优势拿走了。运算步数多于任何训练题时，写步骤的模型跌到 {glue:text}`sft_cot_longer`；
 # 数字变大时跌到 {glue:text}`sft_cot_larger_numbers`；换一种提问格式，答对 {glue:text}`sft_cot_format`。
-# 写步骤的基座模型在这三类题上分别是 {glue:text}`prompted_cot_longer`、
-# {glue:text}`prompted_cot_larger_numbers` 和 {glue:text}`prompted_cot_format`。
+# 写步骤的基座模型在这三类题上分别是
+# {glue:text}`prompted_cot_longer`、{glue:text}`prompted_cot_larger_numbers`
+# 和 {glue:text}`prompted_cot_format`。
 # SFT 这一对模型里写步骤带来的提升：更长的题
 # {glue:text}`gain_longer`，更大的数 {glue:text}`gain_larger_numbers`，新格式 {glue:text}`gain_format`
 # 个百分点。{glue:text}`gain_note`

@@ -292,6 +292,9 @@ gain_max = curves["after"][k_max] - curves["before"][k_max]
 new_solved = int(((c_before == 0) & (c_after > 0)).sum())
 lost = int(((c_before > 0) & (c_after == 0)).sum())
 crossing = next((k for k in ks if curves["after"][k] <= curves["before"][k]), None)
+# At large k only problems change sides: McNemar's z on the problems solved only after GRPO against
+# those solved only before says whether the lead at k_max is more than a few lucky problems.
+net_z = (new_solved - lost) / np.sqrt(new_solved + lost) if new_solved + lost else 0.0
 for k in (1, 8, k_max):
     pb.glue(f"before_{k}", curves["before"][k], percent=True)
     pb.glue(f"after_{k}", curves["after"][k], percent=True)
@@ -321,6 +324,12 @@ elif gain_max < gain_1 / 2:
     passk_verdict = _("mostly selection: GRPO raises pass@1 by {g1} points, and the gap shrinks to {gmax} "
                       "points at k = {kmax}").format(g1=format_number(gain_1 * 100, 2),
                                                       gmax=format_number(gain_max * 100, 2), kmax=k_max)
+elif net_z < 1.96:
+    passk_verdict = _("undecided at this scale: GRPO raises pass@1 by {g1} points and is still {gmax} points "
+                      "ahead at k = {kmax}, but that lead rests on {new} problems solved only after GRPO "
+                      "against {lost} solved only before, too few to tell creation from chance").format(
+        g1=format_number(gain_1 * 100, 2), gmax=format_number(gain_max * 100, 2), kmax=k_max, new=new_solved,
+        lost=lost)
 else:
     passk_verdict = _("evidence of creation at this scale: GRPO raises pass@1 by {g1} points and is still "
                       "{gmax} points ahead at k = {kmax}").format(g1=format_number(gain_1 * 100, 2),
