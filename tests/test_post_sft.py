@@ -207,6 +207,17 @@ def test_bad_configurations_name_the_key():
         SFTData(attributes=("height",))
     with pytest.raises(ConfigError, match="math"):
         SFTData(math=0, present_people=0)
+    with pytest.raises(ConfigError, match="cot"):
+        SFTData(cot="yes")  # type: ignore[arg-type]
+
+
+def test_sft_data_with_or_without_worked_steps():
+    corpus = PRESETS["base"].corpus
+    steps = SFTData(math=6, present_people=0).items(corpus)
+    bare = SFTData(math=6, present_people=0, cot=False).items(corpus)
+    assert [it.prompt for it in steps] == [it.prompt for it in bare]
+    assert all("=" in it.response for it in steps) and not any("=" in it.response for it in bare)
+    assert all(is_correct(it, it.response) and is_well_formed(it, it.response) for it in steps + bare)
 
 
 # A tiny base: 10 steps on a small world; its context holds a whole word problem exchange.

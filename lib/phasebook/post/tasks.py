@@ -91,7 +91,8 @@ def fact_items(corpus: CorpusConfig, which: Literal["present", "absent"], attrib
 
 
 def is_correct(item: Item, response: str) -> bool:
-    """The verifier: math — the number after "The answer is" / 「答案是」 equals the answer;
+    """The verifier: math — the number after the last "The answer is" / 「答案是」
+    (`data.extract_answer`) equals the answer;
     fact — the response, without its closing full stop and spaces, is exactly the value."""
     if item.kind == "math":
         return str(extract_answer(response, item.lang)) == item.answer  # type: ignore[arg-type]
