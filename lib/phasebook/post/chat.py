@@ -117,3 +117,28 @@ def segments_and_positions(ids: Tensor, eos_id: int) -> tuple[Tensor, Tensor]:
     t = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
     start_of_segment = torch.where(starts, t, torch.zeros_like(t)).cummax(dim=1).values
     return segments, t - start_of_segment
+
+
+class EpochOrder:
+    """Which of `n` rows each sample of a post-training batch source reads.
+
+    Sample s is row perm_e[s mod n] of epoch e = s // n, with a fresh permutation per epoch drawn
+    from (seed, e). Micro-batch `index` holds samples index·B·W … (B rows per rank, W ranks) and
+    rank r takes every W-th of them, so a step reads the same rows whatever the batch split, the
+    world size or a resume.
+    """
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed = n, seed
+        self._perms: dict[int, np.ndarray] = {}
+
+    def row(self, sample: int) -> int:
+        epoch, at = divmod(sample, self.n)
+        if epoch not in self._perms:
+            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        return int(self._perms[epoch][at])
+
+    def rows(self, index: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[int]:
+        """The rows rank `rank` reads for micro-batch `index`."""
+        first = index * batch_size * world_size
+        return [self.row(first + rank + k * world_size) for k in range(batch_size)]

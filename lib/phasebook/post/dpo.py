@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -42,7 +41,7 @@ from torch import Tensor, nn
 from phasebook.data import Tokenizer
 from phasebook.errors import PhasebookError
 from phasebook.model import GPT, IGNORE_INDEX, token_logprobs
-from phasebook.post.chat import encode
+from phasebook.post.chat import EpochOrder, encode
 from phasebook.post.run import PostRun, load_run, write_run
 from phasebook.post.sampling import sample
 from phasebook.post.sft import SFTConfig, sft
@@ -301,21 +300,14 @@ class PairBatches:
     def __init__(self, ids: Tensor, masks: Tensor, seed: int = 0):
         if len(ids) == 0:
             raise PhasebookError("no preference pairs to train on.")
-        self.ids, self.masks, self.seed = ids, masks, seed
-        self._orders: dict[int, np.ndarray] = {}
-
-    def _pair(self, position: int) -> int:
-        epoch, at = divmod(position, len(self.ids))
-        if epoch not in self._orders:
-            self._orders[epoch] = np.random.default_rng([self.seed, epoch]).permutation(len(self.ids))
-        return int(self._orders[epoch][at])
+        self.ids, self.masks = ids, masks
+        self.order = EpochOrder(len(ids), seed)
 
     def batch(self, index: int, batch_size: int, seq_len: int, rank: int = 0,
               world_size: int = 1) -> tuple[Tensor, Tensor]:
         if seq_len != self.ids.shape[-1]:
             raise PhasebookError(f"seq_len is {seq_len}; these pairs are padded to {self.ids.shape[-1]}.")
-        width = batch_size * world_size
-        rows = [self._pair(index * width + rank + k * world_size) for k in range(batch_size)]
+        rows = self.order.rows(index, batch_size, rank, world_size)
         return self.ids[rows], self.masks[rows]
 
 

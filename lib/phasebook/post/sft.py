@@ -41,7 +41,7 @@ from phasebook.data import CorpusConfig, Tokenizer
 from phasebook.data.facts import ATTRIBUTES
 from phasebook.errors import PhasebookError
 from phasebook.model import GPT
-from phasebook.post.chat import Example, encode, pack, segments_and_positions
+from phasebook.post.chat import EpochOrder, Example, encode, pack, segments_and_positions
 from phasebook.post.lora import apply_lora, merge_lora, trainable_parameters
 from phasebook.post.run import PostRun, load_run, write_run
 from phasebook.post.tasks import Item, fact_items, math_items
@@ -166,31 +166,23 @@ class SFTObjective(nn.Module):
 
 
 class PackedRows:
-    """A `BatchSource` over packed rows: sample s is row perm_e[s mod n] of epoch e = s // n, with
-    a fresh permutation per epoch drawn from (seed, e), so any batch size and grad_accum read the
-    same rows in the same order."""
+    """A `BatchSource` over packed rows, read in `EpochOrder`: any batch size and grad_accum read
+    the same rows in the same order."""
 
     def __init__(self, inputs: np.ndarray, targets: np.ndarray, seed: int = 0):
         if len(inputs) == 0:
             raise PhasebookError("no packed rows: SFT data is empty.")
-        self.inputs, self.targets, self.seed = inputs, targets, seed
-        self._perms: dict[int, np.ndarray] = {}
+        self.inputs, self.targets = inputs, targets
+        self.order = EpochOrder(len(inputs), seed)
 
     def __len__(self) -> int:
         return len(self.inputs)
-
-    def _row(self, sample: int) -> int:
-        epoch, at = divmod(sample, len(self.inputs))
-        if epoch not in self._perms:
-            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(len(self.inputs))
-        return int(self._perms[epoch][at])
 
     def batch(self, index: int, batch_size: int, seq_len: int, rank: int = 0,
               world_size: int = 1) -> tuple[Tensor, Tensor]:
         if seq_len != self.inputs.shape[1]:
             raise PhasebookError(f"rows were packed to {self.inputs.shape[1]} tokens; asked for {seq_len}.")
-        first = index * batch_size * world_size
-        rows = [self._row(first + rank + k * world_size) for k in range(batch_size)]
+        rows = self.order.rows(index, batch_size, rank, world_size)
         return torch.from_numpy(self.inputs[rows]), torch.from_numpy(self.targets[rows])
 
 
